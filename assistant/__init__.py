@@ -1,0 +1,32 @@
+"""A grounded help assistant for the article "Is AI Stem Separation Legal?" and its cited sources."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from assistant.assistant import Assistant
+    from assistant.schemas import Answer, Citation, Escalation, Message
+    from assistant.settings import Settings, load_settings
+
+__all__ = ["Answer", "Assistant", "Citation", "Escalation", "Message", "Settings", "load_settings"]
+
+_EXPORTS = {
+    "Assistant": "assistant.assistant",
+    "Answer": "assistant.schemas",
+    "Citation": "assistant.schemas",
+    "Escalation": "assistant.schemas",
+    "Message": "assistant.schemas",
+    "Settings": "assistant.settings",
+    "load_settings": "assistant.settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Exports load lazily so that `import assistant.settings` (the CLI's --help, say)
+    # does not pull in torch, Chroma and LangChain.
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'assistant' has no attribute {name!r}")

@@ -1,0 +1,246 @@
+"""Answer composers: from ranked passages to a short answer whose every sentence is cited.
+
+The default :class:`ExtractiveComposer` needs no generative model: it picks
+the sentences of the retrieved passages that best answer the question and
+quotes them verbatim, so each sentence carries a ``[n]`` marker and each
+citation's quote is an exact slice of its corpus file (checked before it is
+returned). Quoting whole sentences keeps the article's hedges ("arguably",
+"not airtight") with the claims they qualify.
+
+Composers sit behind :class:`AnswerComposer`, so a generative backend can be
+added without touching retrieval or guardrails.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from langchain_core.documents import Document
+
+from assistant.corpus import Corpus
+from assistant.errors import AssistantError
+from assistant.query import PreparedQuery, content_tokens
+from assistant.schemas import Citation
+from assistant.sentences import Sentence, SentenceBank
+
+_HEDGE = re.compile(
+    r"\b(?:arguably|not airtight|not clearly resolved|untested|has not been tested|may|might|likely|perhaps|"
+    r"could|depends)\b",
+    re.IGNORECASE,
+)
+_LIST_ITEM = re.compile(r"^(?:- |\(\w{1,4}\) |\d+\. )")
+
+
+@dataclass(frozen=True)
+class CompositionRequest:
+    """Everything a composer may use to answer one question."""
+
+    query: PreparedQuery
+    query_vector: np.ndarray
+    passages: Sequence[Document]
+    focus_terms: tuple[str, ...] = ()
+    already_said: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class Composition:
+    """A composed answer before the guardrails."""
+
+    answer: str
+    answered: bool
+    citations: list[Citation]
+    closest_sections: list[str] = field(default_factory=list)
+
+
+class AnswerComposer(Protocol):
+    """Turns retrieved passages into an answer with citations."""
+
+    def compose(self, request: CompositionRequest) -> Composition:
+        """Answer from the passages, or say plainly that they do not cover the question."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    sentence: Sentence
+    score: float
+    passage: Document
+
+
+def distinct_sections(passages: Sequence[Document], limit: int = 3) -> list[str]:
+    """The first ``limit`` distinct section headings among ranked passages."""
+    sections: list[str] = []
+    for doc in passages:
+        if doc.metadata["section"] not in sections:
+            sections.append(doc.metadata["section"])
+    return sections[:limit]
+
+
+def not_covered(passages: Sequence[Document]) -> Composition:
+    """The honest reply when the corpus does not answer the question."""
+    closest = distinct_sections(passages)
+    names = ", ".join(f"“{name}”" for name in closest)
+    text = (
+        "The article and the sources it cites do not cover this question, so I can't answer it from them."
+        + (f" The closest sections are {names}." if closest else "")
+    )
+    return Composition(answer=text, answered=False, citations=[], closest_sections=closest)
+
+
+class ExtractiveComposer:
+    """Quotes the best-matching sentences of the retrieved passages, verbatim and cited."""
+
+    # Calibrated on the known-question set: below these, the corpus does not answer the question.
+    min_sentence_similarity = 0.36
+    min_combined = 0.52
+    # How far below the best sentence another may score and still be included.
+    margin = 0.16
+
+    def __init__(self, corpus: Corpus, sentences: SentenceBank, max_sentences: int = 4) -> None:
+        self._corpus = corpus
+        self._sentences = sentences
+        self._max_sentences = max_sentences
+
+    def _candidates(self, request: CompositionRequest) -> list[_Candidate]:
+        top = float(request.passages[0].metadata["score"])
+        terms = set(request.query.content_terms)
+        focus = set(request.focus_terms)
+        candidates: list[_Candidate] = []
+        for doc in request.passages:
+            similarities = self._sentences.similarities(doc, request.query_vector)
+            for sentence, similarity in zip(self._sentences.sentences(doc), similarities, strict=True):
+                if sentence.text.strip() in request.already_said or len(sentence.text) < 12:
+                    continue
+                tokens = set(content_tokens(sentence.text))
+                lexical = len(terms & tokens) / len(terms) if terms else 0.0
+                focused = len(focus & tokens) / len(focus) if focus else 0.0
+                passage = float(doc.metadata["score"]) - top
+                score = float(similarity) + 0.2 * lexical + 0.2 * focused + 0.6 * passage
+                candidates.append(_Candidate(sentence, score, doc))
+        candidates.sort(key=lambda c: -c.score)
+        return candidates
+
+    def covers(self, request: CompositionRequest, best: _Candidate) -> bool:
+        """Whether the best sentence really answers, rather than merely sharing a word or two."""
+        similarity = float(self._sentences.similarities(best.passage, request.query_vector).max())
+        terms = set(request.query.content_terms)
+        overlap = len(terms & set(content_tokens(best.passage.page_content))) / len(terms) if terms else 0.0
+        return similarity >= self.min_sentence_similarity and similarity + 0.35 * overlap >= self.min_combined
+
+    def _select(self, candidates: list[_Candidate]) -> list[_Candidate]:
+        best = candidates[0]
+        chosen = [best]
+        sections = {best.sentence.section}
+        for candidate in candidates[1:]:
+            if len(chosen) >= self._max_sentences:
+                break
+            if candidate.sentence.text in {c.sentence.text for c in chosen}:
+                continue
+            neighbour = any(_adjacent(candidate.sentence, c.sentence) for c in chosen)
+            bonus = 0.08 if neighbour else 0.0
+            if neighbour and _HEDGE.search(candidate.sentence.text):
+                bonus += 0.12  # a hedge travels with the claim it qualifies
+            if candidate.score + bonus < best.score - self.margin:
+                continue
+            if candidate.sentence.section not in sections and len(sections) >= 3:
+                continue
+            chosen.append(candidate)
+            sections.add(candidate.sentence.section)
+        if len(chosen) == 1:
+            chosen.append(self._context_for(best, candidates))
+        return chosen
+
+    def _context_for(self, best: _Candidate, candidates: list[_Candidate]) -> _Candidate:
+        """A second sentence when only one qualifies: its neighbour if it has one, else the runner-up."""
+        for candidate in candidates[1:]:
+            if _adjacent(candidate.sentence, best.sentence):
+                return candidate
+        return next((c for c in candidates[1:] if c.sentence.text != best.sentence.text), candidates[-1])
+
+    def compose(self, request: CompositionRequest) -> Composition:
+        """Pick, order and cite sentences; or say the corpus does not cover the question."""
+        candidates = self._candidates(request) if request.passages else []
+        if not candidates or not self.covers(request, candidates[0]):
+            return not_covered(request.passages)
+        chosen = self._select(candidates)
+        # Sections in the order they were chosen (best first), sentences in file order within each.
+        section_order = list(dict.fromkeys(c.sentence.section for c in chosen))
+        chosen.sort(key=lambda c: (section_order.index(c.sentence.section), c.sentence.source_id, c.sentence.start))
+        return self._cite(chosen)
+
+    def _cite(self, chosen: list[_Candidate]) -> Composition:
+        citations: list[Citation] = []
+        starts: list[int] = []  # where each citation's quote begins in its file
+        lines: list[str] = []
+        paragraph: list[str] = []
+        previous: Sentence | None = None
+        for candidate in chosen:
+            sentence = candidate.sentence
+            text = self._corpus.text_of(sentence.source_id)
+            continues = (
+                previous is not None
+                and previous.section == sentence.section
+                and previous.source_id == sentence.source_id
+                and not text[previous.end : sentence.start].strip()
+            )
+            if continues:
+                # Consecutive sentences share one citation whose quote spans them.
+                citations[-1] = citations[-1].model_copy(update={"quote": text[starts[-1] : sentence.end]})
+            else:
+                if paragraph and previous is not None and previous.section != sentence.section:
+                    lines.append(" ".join(paragraph))
+                    paragraph = []
+                citations.append(self._citation(len(citations) + 1, candidate))
+                starts.append(sentence.start)
+            marked = f"{sentence.text.strip()} [{citations[-1].n}]"
+            if _LIST_ITEM.match(sentence.text):
+                if paragraph:
+                    lines.append(" ".join(paragraph))
+                    paragraph = []
+                lines.append(marked if marked.startswith("- ") else f"- {marked}")
+            else:
+                paragraph.append(marked)
+            previous = sentence
+        if paragraph:
+            lines.append(" ".join(paragraph))
+        for citation in citations:
+            self._verify(citation)
+        return Composition(answer=_join(lines), answered=True, citations=citations)
+
+    def _citation(self, n: int, candidate: _Candidate) -> Citation:
+        meta = candidate.passage.metadata
+        return Citation(
+            n=n,
+            source_id=meta["source_id"],
+            source_title=meta["source_title"],
+            section=meta["section"],
+            url=meta["url"] or None,
+            quote=candidate.sentence.text,
+        )
+
+    def _verify(self, citation: Citation) -> None:
+        if citation.quote not in self._corpus.text_of(citation.source_id):
+            raise AssistantError(
+                f"A quote for [{citation.n}] does not match its source text; the answer was withheld. "
+                "Rebuild the index with 'assistant index --force'."
+            )
+
+
+def _adjacent(a: Sentence, b: Sentence) -> bool:
+    if a.source_id != b.source_id or a.section != b.section:
+        return False
+    first, second = (a, b) if a.start < b.start else (b, a)
+    return second.start - first.end <= 3
+
+
+def _join(lines: list[str]) -> str:
+    out: list[str] = []
+    for line in lines:
+        if out and not (line.startswith("- ") and out[-1].startswith("- ")):
+            out.append("")
+        out.append(line)
+    return "\n".join(out)

@@ -1,0 +1,184 @@
+"""The assistant: wires corpus → index → retrieval → answer → guardrails from one settings object."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from assistant.answer import AnswerComposer, CompositionRequest, ExtractiveComposer
+from assistant.conversation import parse_history, resolve
+from assistant.corpus import ESCALATION_HEADING, Corpus, load_corpus
+from assistant.errors import AssistantError
+from assistant.escalation import EscalationDetector
+from assistant.guardrails import check_question, clean_text, guard
+from assistant.index import IndexBuild, build_index, fresh_build, make_embeddings, open_vector_store, stored_chunks
+from assistant.query import QueryPreparer, content_tokens
+from assistant.retrieval import BM25Retriever, DenseRetriever, HybridRetriever, Retriever, vocabulary
+from assistant.schemas import Answer, Escalation, InputProblem, Message
+from assistant.sentences import SentenceBank
+from assistant.settings import Settings, load_settings
+
+_console = Console(stderr=True)
+
+
+def build_or_open_index(
+    settings: Settings,
+    force: bool = False,
+    embeddings: Embeddings | None = None,
+    corpus: Corpus | None = None,
+) -> IndexBuild:
+    """The live index, built first (with a progress bar) when missing, stale or forced."""
+    corpus = corpus or load_corpus(settings.corpus_dir, settings.article_url)
+    build = None if force else fresh_build(settings.index_dir, _expected(corpus, settings))
+    if build is not None:
+        return build
+    embeddings = embeddings or make_embeddings(settings)
+    with Progress(
+        TextColumn("[bold]Building the index[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("chunks"),
+        TimeElapsedColumn(),
+        console=_console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("embed", total=None)
+        return build_index(
+            corpus,
+            settings,
+            embeddings,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            on_wait=lambda: _console.print("Another process is building the index; waiting for it…"),
+            force=force,
+        )
+
+
+def _expected(corpus: Corpus, settings: Settings) -> dict[str, Any]:
+    from assistant.index import expected_manifest
+
+    return expected_manifest(corpus, settings)
+
+
+def make_composer(settings: Settings, corpus: Corpus, sentences: SentenceBank) -> AnswerComposer:
+    """The answer composer named by ``settings.composer``."""
+    composers = {"extractive": lambda: ExtractiveComposer(corpus, sentences, settings.max_sentences)}
+    try:
+        return composers[settings.composer]()
+    except KeyError:
+        raise AssistantError(
+            f"Unknown composer '{settings.composer}'. Choose one of: {', '.join(sorted(composers))}."
+        ) from None
+
+
+class Assistant:
+    """Answers questions about the article and its sources, with citations, notices and the disclaimer."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        composer: AnswerComposer | None = None,
+        embeddings: Embeddings | None = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self.corpus = load_corpus(self.settings.corpus_dir, self.settings.article_url)
+        self._embeddings = embeddings or make_embeddings(self.settings)
+        build = build_or_open_index(self.settings, embeddings=self._embeddings, corpus=self.corpus)
+        self.index_info: dict[str, Any] = {**build.manifest, "path": str(build.path)}
+        self._store = open_vector_store(build, self._embeddings)
+        chunks = stored_chunks(self._store)
+        self._chunks = chunks
+        self._preparer = QueryPreparer(vocabulary(chunks))
+        self._sentences = SentenceBank(self.corpus, self._embeddings)
+        self._sentences.warm([c for c in chunks if c.metadata["source_kind"] == "article"])
+        self._retriever = HybridRetriever(
+            self._store, chunks, self._embeddings, self._preparer, self._sentences, self.settings.candidates
+        )
+        self._composer = composer or make_composer(self.settings, self.corpus, self._sentences)
+        self._detector = EscalationDetector(self.corpus.escalation_triggers, lambda m: self._preparer.prepare(m).text)
+
+    # -- retrieval, also used by the eval suite -------------------------------------------------
+
+    def retrieve(self, question: str, history: Sequence[Message | dict[str, Any]] = (), k: int = 10) -> list[Document]:
+        """The assistant's own ranked passages for a question (follow-ups resolved from history)."""
+        resolved = resolve(clean_text(question), parse_history(list(history)))
+        return self._retriever.retrieve(resolved.query, k)
+
+    def baseline_retrievers(self) -> dict[str, Retriever]:
+        """Plain dense (LangChain Chroma) and BM25 retrieval over the same chunks, for comparison."""
+        return {"dense": DenseRetriever(self._store), "bm25": BM25Retriever(self._chunks)}
+
+    # -- answering -------------------------------------------------------------------------------
+
+    def ask(self, question: str, history: Sequence[Message | dict[str, Any]] = ()) -> Answer:
+        """Answer one question; bad input gets an Answer that says what is wrong, never an exception."""
+        checked = check_question(question, self.settings.max_question_chars)
+        if checked.problem is not None:
+            return self._reply(checked.message, problem=checked.problem)
+        try:
+            turns = parse_history(list(history))
+        except ValueError as error:
+            return self._reply(f"The conversation history could not be used: {error}.", problem="invalid_history")
+        turns = [
+            Message(role=t.role, content=clean_text(t.content)[: self.settings.max_question_chars])
+            for t in turns[-self.settings.max_history_turns :]
+        ] if self.settings.max_history_turns else []
+        user_messages = [t.content for t in turns if t.role == "user"] + [clean_text(question)]
+        escalations = self._escalations(user_messages)
+        if not checked.question:
+            return self._reply(
+                f"I can only answer questions about the article “{self.corpus.article.title}” and the sources it "
+                "cites. Ask, for example, whether a platform's terms allow stem extraction.",
+                escalations=escalations,
+                notices=checked.notices,
+            )
+        try:
+            return self._answer(checked.question, turns, escalations, checked.notices)
+        except AssistantError as error:
+            return self._reply(str(error), escalations=escalations)
+
+    def _answer(self, question: str, turns: list[Message], escalations: list[Escalation], notices: list[str]) -> Answer:
+        resolved = resolve(question, turns)
+        prepared = self._preparer.prepare(resolved.query)
+        vector = np.asarray(self._embeddings.embed_query(prepared.text), dtype=float)
+        passages = self._retriever.retrieve_prepared(prepared, self.settings.k, vector)
+        composition = self._composer.compose(
+            CompositionRequest(
+                query=prepared,
+                query_vector=vector,
+                passages=passages,
+                focus_terms=tuple(content_tokens(question)) if resolved.is_follow_up else (),
+                already_said=resolved.already_said,
+            )
+        )
+        answer = Answer(
+            answer=composition.answer,
+            answered=composition.answered,
+            citations=composition.citations,
+            closest_sections=composition.closest_sections,
+            disclaimer=self.corpus.disclaimer,
+        )
+        return guard(answer, escalations, self.corpus.disclaimer, notices)
+
+    def _escalations(self, user_messages: list[str]) -> list[Escalation]:
+        return [
+            Escalation(trigger=t.id, text=t.text, section=ESCALATION_HEADING, source_title=self.corpus.article.title)
+            for t in self._detector.detect(user_messages)
+        ]
+
+    def _reply(
+        self,
+        message: str,
+        problem: InputProblem | None = None,
+        escalations: list[Escalation] | None = None,
+        notices: list[str] | None = None,
+    ) -> Answer:
+        """A reply that is not an answer (bad input, nothing left to answer, an error): still guarded."""
+        answer = Answer(answer=message, answered=False, disclaimer=self.corpus.disclaimer, input_problem=problem)
+        return guard(answer, escalations or [], self.corpus.disclaimer, notices or [])

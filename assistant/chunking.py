@@ -1,0 +1,190 @@
+"""Section-aware chunking on sentence boundaries.
+
+A chunk never crosses a ``## `` section and always starts and ends on a
+sentence boundary. Its ``page_content`` is an exact slice of its corpus file
+(``text[start:end]``), so quotes taken from it can be verified by string match.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from langchain_core.documents import Document
+
+from assistant.corpus import Corpus, Section
+
+CHUNKER_VERSION = "3"
+
+_ABBREVIATIONS = frozenset(
+    [
+        "u.s",
+        "u.s.c",
+        "pub",
+        "l",
+        "stat",
+        "no",
+        "nos",
+        "e.g",
+        "i.e",
+        "etc",
+        "v",
+        "vs",
+        "sec",
+        "secs",
+        "art",
+        "arts",
+        "cl",
+        "subsec",
+        "subsecs",
+        "para",
+        "paras",
+        "seq",
+        "mr",
+        "ms",
+        "dr",
+        "st",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "aug",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+        "inc",
+        "corp",
+        "co",
+        "ltd",
+        "div",
+        "fn",
+        "p",
+        "pp",
+        "ch",
+    ]
+)
+# End of a sentence: terminal punctuation, optional closing quote/bracket, then white space.
+_SENTENCE_END = re.compile(r"[.!?…](?:[\"”’)\]]+)?(?=\s)")
+_PARAGRAPH = re.compile(r"[^\n]+(?:\n(?!\n)[^\n]+)*")
+_SKIPPED_PARAGRAPH = re.compile(r"^(Source credit:|\[fn)")
+_LABEL_WORDS = 6
+_LIST_ITEM = re.compile(r"^(?:- |\d+\. )", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Span:
+    """A sentence (or list item) as a character span of its file."""
+
+    start: int
+    end: int
+
+
+def _is_abbreviation(text: str, dot: int) -> bool:
+    word = re.search(r"([A-Za-z.]+)$", text[:dot])
+    if not word:
+        return False
+    token = word.group(1).lower().strip(".")
+    return token in _ABBREVIATIONS or (len(token) == 1 and token.isalpha())
+
+
+def _split_sentences(text: str, start: int, end: int) -> list[Span]:
+    """Sentence spans inside ``text[start:end]`` (one paragraph)."""
+    spans: list[Span] = []
+    cursor = start
+    for match in _SENTENCE_END.finditer(text, start, end):
+        if match.group(0).startswith(".") and _is_abbreviation(text, match.start()):
+            continue
+        following = text[match.end() : end].lstrip()
+        if following and not (following[0].isupper() or following[0] in '“"(§[0-9'):
+            continue
+        spans.append(Span(cursor, match.end()))
+        cursor = match.end()
+        while cursor < end and text[cursor].isspace():
+            cursor += 1
+    if cursor < end:
+        spans.append(Span(cursor, end))
+    # "Reproduction. Processing a copyrighted recording ..." -- a short run-in label
+    # reads as part of the sentence it introduces, so it never stands alone.
+    if len(spans) > 1 and len(text[spans[0].start : spans[0].end].split()) <= _LABEL_WORDS:
+        spans[0:2] = [Span(spans[0].start, spans[1].end)]
+    return spans
+
+
+def split_paragraphs(file_text: str, start: int, end: int) -> list[list[Span]]:
+    """Paragraphs of ``file_text[start:end]``, each as its sentence spans (source credits left out)."""
+    paragraphs: list[list[Span]] = []
+    for match in _PARAGRAPH.finditer(file_text, start, end):
+        if _SKIPPED_PARAGRAPH.match(match.group(0)):
+            continue
+        if _LIST_ITEM.match(match.group(0)):
+            # A list: every item is a unit of its own, whatever punctuation it ends with.
+            offset = match.start()
+            items: list[Span] = []
+            for line in match.group(0).split("\n"):
+                items.extend(_split_sentences(file_text, offset, offset + len(line)))
+                offset += len(line) + 1
+            paragraphs.append(items)
+            continue
+        paragraphs.append(_split_sentences(file_text, match.start(), match.end()))
+    return paragraphs
+
+
+def section_sentences(section: Section, file_text: str) -> list[list[Span]]:
+    """The section's paragraphs, each as its list of sentence spans."""
+    return split_paragraphs(file_text, section.start, section.end)
+
+
+def _pack(paragraphs: list[list[Span]], limit: int) -> Iterator[list[Span]]:
+    """Greedily pack consecutive sentences into chunks of at most ``limit`` characters.
+
+    A paragraph boundary is preferred as a break once the chunk is half full.
+    """
+    current: list[Span] = []
+    for paragraph in paragraphs:
+        if current and current[-1].end - current[0].start >= limit // 2:
+            yield current
+            current = []
+        for span in paragraph:
+            if current and span.end - current[0].start > limit:
+                yield current
+                current = []
+            current.append(span)
+    if current:
+        yield current
+
+
+def chunk_corpus(corpus: Corpus, limit: int) -> list[Document]:
+    """Every section of every text, as chunks with rich metadata."""
+    documents: list[Document] = []
+    for section in corpus.sections:
+        file_text = corpus.text_of(section.source.id)
+        for position, spans in enumerate(_pack(section_sentences(section, file_text), limit)):
+            start, end = spans[0].start, spans[-1].end
+            documents.append(
+                Document(
+                    id=f"{section.source.id}/{section.index:03d}/{position:03d}",
+                    page_content=file_text[start:end],
+                    metadata={
+                        "source_id": section.source.id,
+                        "source_title": section.source.title,
+                        "source_kind": section.source.kind,
+                        "section": section.heading,
+                        "section_index": section.index,
+                        "chunk_index": position,
+                        "url": section.url or "",
+                        "file": section.file,
+                        "start": start,
+                        "end": end,
+                    },
+                )
+            )
+    return documents
+
+
+def embedding_text(document: Document) -> str:
+    """What gets embedded for a chunk: its heading gives the passage its topic."""
+    meta = document.metadata
+    prefix = "Article" if meta["source_kind"] == "article" else meta["source_title"]
+    return f"{prefix} — {meta['section']}\n{document.page_content}"

