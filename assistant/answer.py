@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 from langchain_core.documents import Document
 
-from assistant.corpus import Corpus
+from assistant.corpus import ESCALATION_HEADING, Corpus
 from assistant.errors import AssistantError
 from assistant.query import PreparedQuery, content_tokens
 from assistant.schemas import Citation
@@ -33,6 +33,8 @@ _HEDGE = re.compile(
     re.IGNORECASE,
 )
 _LIST_ITEM = re.compile(r"^(?:- |\(\w{1,4}\) |\d+\. )")
+_LEAD_IN = ("—", ":", "following")
+_ASKS_ABOUT_LAWYERS = re.compile(r"\b(?:lawyer|attorney|solicitor|counsel|legal (?:help|advice)|professional)", re.I)
 
 
 @dataclass(frozen=True)
@@ -80,13 +82,18 @@ def distinct_sections(passages: Sequence[Document], limit: int = 3) -> list[str]
     return sections[:limit]
 
 
-def not_covered(passages: Sequence[Document]) -> Composition:
+def not_covered(passages: Sequence[Document], reason: str = "") -> Composition:
     """The honest reply when the corpus does not answer the question."""
     closest = distinct_sections(passages)
     names = ", ".join(f"“{name}”" for name in closest)
-    text = (
-        "The article and the sources it cites do not cover this question, so I can't answer it from them."
-        + (f" The closest sections are {names}." if closest else "")
+    text = " ".join(
+        part
+        for part in (
+            "The article and the sources it cites do not cover this question, so I can't answer it from them.",
+            reason,
+            f"The closest sections are {names}." if closest else "",
+        )
+        if part
     )
     return Composition(answer=text, answered=False, citations=[], closest_sections=closest)
 
@@ -94,13 +101,15 @@ def not_covered(passages: Sequence[Document]) -> Composition:
 class ExtractiveComposer:
     """Quotes the best-matching sentences of the retrieved passages, verbatim and cited."""
 
-    # Calibrated on the known-question set: below these, the corpus does not answer the question.
-    min_sentence_similarity = 0.36
-    min_combined = 0.52
-    # How far below the best sentence another may score and still be included.
+    # Calibrated on the known-question set: below these, the passages do not answer the question.
+    min_passage_score = 0.55
+    min_sentence_similarity = 0.22
+    # How far below the best sentence another may score and still be included: close for
+    # the best section's context, wider for the best sentence of the next-ranked sections.
     margin = 0.16
+    section_margin = 0.25
 
-    def __init__(self, corpus: Corpus, sentences: SentenceBank, max_sentences: int = 4) -> None:
+    def __init__(self, corpus: Corpus, sentences: SentenceBank, max_sentences: int = 5) -> None:
         self._corpus = corpus
         self._sentences = sentences
         self._max_sentences = max_sentences
@@ -108,50 +117,82 @@ class ExtractiveComposer:
     def _candidates(self, request: CompositionRequest) -> list[_Candidate]:
         top = float(request.passages[0].metadata["score"])
         terms = set(request.query.content_terms)
+        phrases = _bigrams(request.query.original)
         focus = set(request.focus_terms)
+        asks_about_lawyers = bool(_ASKS_ABOUT_LAWYERS.search(request.query.text))
         candidates: list[_Candidate] = []
         for doc in request.passages:
-            similarities = self._sentences.similarities(doc, request.query_vector)
-            for sentence, similarity in zip(self._sentences.sentences(doc), similarities, strict=True):
+            chunk_id = str(doc.id)
+            similarities = self._sentences.similarities(chunk_id, request.query_vector)
+            for sentence, similarity in zip(self._sentences.sentences(chunk_id), similarities, strict=True):
                 if sentence.text.strip() in request.already_said or len(sentence.text) < 12:
                     continue
                 tokens = set(content_tokens(sentence.text))
                 lexical = len(terms & tokens) / len(terms) if terms else 0.0
                 focused = len(focus & tokens) / len(focus) if focus else 0.0
+                phrase = 0.1 if phrases & _bigrams(sentence.text) else 0.0
                 passage = float(doc.metadata["score"]) - top
-                score = float(similarity) + 0.2 * lexical + 0.2 * focused + 0.6 * passage
+                situation = 0.15 if sentence.section in request.query.preferred_sections else 0.0
+                if sentence.section == ESCALATION_HEADING and not asks_about_lawyers:
+                    situation -= 0.1  # its bullets reach the user as notices when they apply
+                score = float(similarity) + 0.35 * lexical + 0.25 * focused + phrase + situation + 0.6 * passage
                 candidates.append(_Candidate(sentence, score, doc))
         candidates.sort(key=lambda c: -c.score)
         return candidates
 
-    def covers(self, request: CompositionRequest, best: _Candidate) -> bool:
-        """Whether the best sentence really answers, rather than merely sharing a word or two."""
-        similarity = float(self._sentences.similarities(best.passage, request.query_vector).max())
-        terms = set(request.query.content_terms)
-        overlap = len(terms & set(content_tokens(best.passage.page_content))) / len(terms) if terms else 0.0
-        return similarity >= self.min_sentence_similarity and similarity + 0.35 * overlap >= self.min_combined
+    def covers(self, request: CompositionRequest) -> bool:
+        """Whether the passages answer the question rather than merely share a word or two with it."""
+        top = request.passages[0]
+        best = max(
+            (self._sentences.best_similarity(str(doc.id), request.query_vector) for doc in request.passages[:3]),
+            default=0.0,
+        )
+        return float(top.metadata["score"]) >= self.min_passage_score and best >= self.min_sentence_similarity
 
-    def _select(self, candidates: list[_Candidate]) -> list[_Candidate]:
+    def _select(self, candidates: list[_Candidate], passages: Sequence[Document]) -> list[_Candidate]:
         best = candidates[0]
         chosen = [best]
-        sections = {best.sentence.section}
+
+        def add(candidate: _Candidate) -> None:
+            if len(chosen) >= self._max_sentences or any(c.sentence == candidate.sentence for c in chosen):
+                return
+            if candidate.sentence.text.rstrip().endswith(_LEAD_IN) and candidate is not best:
+                return  # a lead-in without its list says nothing
+            chosen.append(candidate)
+
+        by_sentence = {c.sentence: c for c in candidates}
+        # A lead-in ("... the factors to be considered shall include—") brings its list along.
+        if best.sentence.text.rstrip().endswith(_LEAD_IN):
+            for item in self._sentences.following(best.sentence, self._max_sentences - 1):
+                add(by_sentence.get(item, _Candidate(item, best.score, best.passage)))
+        # The next sentence of the best one's paragraph gives it context (and often its hedge).
+        for item in self._sentences.following(best.sentence, 1):
+            follower = by_sentence.get(item)
+            if item.paragraph == best.sentence.paragraph and follower is not None and (
+                follower.score >= best.score - self.section_margin or _HEDGE.search(item.text)
+            ):
+                add(follower)
+        # The best sentence of each of the next-ranked sections, when it is close enough.
+        for section in distinct_sections(passages):
+            if section == best.sentence.section:
+                continue
+            leader = next((c for c in candidates if c.sentence.section == section), None)
+            if leader is not None and leader.score >= best.score - self.section_margin:
+                add(leader)
+        # Then context from the chosen passages: neighbours, and the hedges that qualify them.
         for candidate in candidates[1:]:
             if len(chosen) >= self._max_sentences:
                 break
-            if candidate.sentence.text in {c.sentence.text for c in chosen}:
-                continue
             neighbour = any(_adjacent(candidate.sentence, c.sentence) for c in chosen)
             bonus = 0.08 if neighbour else 0.0
             if neighbour and _HEDGE.search(candidate.sentence.text):
                 bonus += 0.12  # a hedge travels with the claim it qualifies
-            if candidate.score + bonus < best.score - self.margin:
-                continue
-            if candidate.sentence.section not in sections and len(sections) >= 3:
-                continue
-            chosen.append(candidate)
-            sections.add(candidate.sentence.section)
+            if candidate.score + bonus >= best.score - self.margin and candidate.sentence.section in {
+                c.sentence.section for c in chosen
+            }:
+                add(candidate)
         if len(chosen) == 1:
-            chosen.append(self._context_for(best, candidates))
+            add(self._context_for(best, candidates))
         return chosen
 
     def _context_for(self, best: _Candidate, candidates: list[_Candidate]) -> _Candidate:
@@ -163,10 +204,12 @@ class ExtractiveComposer:
 
     def compose(self, request: CompositionRequest) -> Composition:
         """Pick, order and cite sentences; or say the corpus does not cover the question."""
-        candidates = self._candidates(request) if request.passages else []
-        if not candidates or not self.covers(request, candidates[0]):
+        if not request.passages or not self.covers(request):
             return not_covered(request.passages)
-        chosen = self._select(candidates)
+        candidates = self._candidates(request)
+        if not candidates:
+            return not_covered(request.passages)
+        chosen = self._select(candidates, request.passages)
         # Sections in the order they were chosen (best first), sentences in file order within each.
         section_order = list(dict.fromkeys(c.sentence.section for c in chosen))
         chosen.sort(key=lambda c: (section_order.index(c.sentence.section), c.sentence.source_id, c.sentence.start))
@@ -228,6 +271,11 @@ class ExtractiveComposer:
                 f"A quote for [{citation.n}] does not match its source text; the answer was withheld. "
                 "Rebuild the index with 'assistant index --force'."
             )
+
+
+def _bigrams(text: str) -> set[tuple[str, str]]:
+    tokens = content_tokens(text)
+    return set(zip(tokens, tokens[1:], strict=False))
 
 
 def _adjacent(a: Sentence, b: Sentence) -> bool:

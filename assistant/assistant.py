@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,16 +12,25 @@ from langchain_core.embeddings import Embeddings
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from assistant.answer import AnswerComposer, CompositionRequest, ExtractiveComposer
+from assistant.answer import AnswerComposer, CompositionRequest, ExtractiveComposer, not_covered
 from assistant.conversation import parse_history, resolve
 from assistant.corpus import ESCALATION_HEADING, Corpus, load_corpus
 from assistant.errors import AssistantError
 from assistant.escalation import EscalationDetector
 from assistant.guardrails import check_question, clean_text, guard
-from assistant.index import IndexBuild, build_index, fresh_build, make_embeddings, open_vector_store, stored_chunks
+from assistant.index import (
+    IndexBuild,
+    build_index,
+    fresh_build,
+    make_embeddings,
+    open_sentence_store,
+    open_vector_store,
+    stored_chunks,
+)
 from assistant.query import QueryPreparer, content_tokens
 from assistant.retrieval import BM25Retriever, DenseRetriever, HybridRetriever, Retriever, vocabulary
 from assistant.schemas import Answer, Escalation, InputProblem, Message
+from assistant.scope import ScopeCheck
 from assistant.sentences import SentenceBank
 from assistant.settings import Settings, load_settings
 
@@ -43,7 +53,7 @@ def build_or_open_index(
         TextColumn("[bold]Building the index[/]"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("chunks"),
+        TextColumn("passages and sentences"),
         TimeElapsedColumn(),
         console=_console,
         transient=False,
@@ -95,13 +105,17 @@ class Assistant:
         chunks = stored_chunks(self._store)
         self._chunks = chunks
         self._preparer = QueryPreparer(vocabulary(chunks))
-        self._sentences = SentenceBank(self.corpus, self._embeddings)
-        self._sentences.warm([c for c in chunks if c.metadata["source_kind"] == "article"])
+        self._sentences = SentenceBank.from_store(open_sentence_store(build, self._embeddings))
+        self._scope = ScopeCheck(self.corpus)
         self._retriever = HybridRetriever(
             self._store, chunks, self._embeddings, self._preparer, self._sentences, self.settings.candidates
         )
         self._composer = composer or make_composer(self.settings, self.corpus, self._sentences)
-        self._detector = EscalationDetector(self.corpus.escalation_triggers, lambda m: self._preparer.prepare(m).text)
+        self._detector = EscalationDetector(
+            self.corpus.escalation_triggers,
+            lambda m: self._preparer.prepare(m).text,
+            headings={section.heading for section in self.corpus.sections},
+        )
 
     # -- retrieval, also used by the eval suite -------------------------------------------------
 
@@ -125,10 +139,14 @@ class Assistant:
             turns = parse_history(list(history))
         except ValueError as error:
             return self._reply(f"The conversation history could not be used: {error}.", problem="invalid_history")
-        turns = [
-            Message(role=t.role, content=clean_text(t.content)[: self.settings.max_question_chars])
-            for t in turns[-self.settings.max_history_turns :]
-        ] if self.settings.max_history_turns else []
+        turns = (
+            [
+                Message(role=t.role, content=clean_text(t.content)[: self.settings.max_question_chars])
+                for t in turns[-self.settings.max_history_turns :]
+            ]
+            if self.settings.max_history_turns
+            else []
+        )
         user_messages = [t.content for t in turns if t.role == "user"] + [clean_text(question)]
         escalations = self._escalations(user_messages)
         if not checked.question:
@@ -146,17 +164,25 @@ class Assistant:
     def _answer(self, question: str, turns: list[Message], escalations: list[Escalation], notices: list[str]) -> Answer:
         resolved = resolve(question, turns)
         prepared = self._preparer.prepare(resolved.query)
+        if escalations:
+            # Answer the user's situation: the sections that speak to it come first.
+            related = self._detector.related_sections([e.trigger for e in escalations])
+            prepared = dataclasses.replace(prepared, preferred_sections=related)
         vector = np.asarray(self._embeddings.embed_query(prepared.text), dtype=float)
         passages = self._retriever.retrieve_prepared(prepared, self.settings.k, vector)
-        composition = self._composer.compose(
-            CompositionRequest(
-                query=prepared,
-                query_vector=vector,
-                passages=passages,
-                focus_terms=tuple(content_tokens(question)) if resolved.is_follow_up else (),
-                already_said=resolved.already_said,
+        out_of_scope = self._scope.check(question)
+        if out_of_scope is not None:
+            composition = not_covered(passages, out_of_scope.reason)
+        else:
+            composition = self._composer.compose(
+                CompositionRequest(
+                    query=prepared,
+                    query_vector=vector,
+                    passages=passages,
+                    focus_terms=tuple(content_tokens(question)) if resolved.is_follow_up else (),
+                    already_said=resolved.already_said,
+                )
             )
-        )
         answer = Answer(
             answer=composition.answer,
             answered=composition.answered,

@@ -15,7 +15,7 @@ from langchain_core.documents import Document
 
 from assistant.corpus import Corpus, Section
 
-CHUNKER_VERSION = "3"
+CHUNKER_VERSION = "4"
 
 _ABBREVIATIONS = frozenset(
     [
@@ -183,8 +183,29 @@ def chunk_corpus(corpus: Corpus, limit: int) -> list[Document]:
     return documents
 
 
+def sentence_documents(corpus: Corpus, chunks: list[Document]) -> list[Document]:
+    """Every sentence (or list item) of every chunk, as exact slices with their chunk's metadata."""
+    sentences: list[Document] = []
+    for chunk in chunks:
+        meta = chunk.metadata
+        text = corpus.text_of(meta["source_id"])
+        paragraphs = split_paragraphs(text, int(meta["start"]), int(meta["end"]))
+        for position, (paragraph, span) in enumerate((p, s) for p, spans in enumerate(paragraphs) for s in spans):
+            sentences.append(
+                Document(
+                    id=f"{chunk.id}#{position:03d}",
+                    page_content=text[span.start : span.end],
+                    metadata={**meta, "chunk_id": str(chunk.id), "start": span.start, "end": span.end,
+                              "paragraph": paragraph, "kind": "sentence"},
+                )
+            )
+    return sentences
+
+
 def embedding_text(document: Document) -> str:
-    """What gets embedded for a chunk: its heading gives the passage its topic."""
+    """What gets embedded: the heading gives a chunk its topic, and a sentence its context."""
     meta = document.metadata
+    if meta.get("kind") == "sentence":
+        return f"{meta['section']}: {document.page_content}"
     prefix = "Article" if meta["source_kind"] == "article" else meta["source_title"]
     return f"{prefix} — {meta['section']}\n{document.page_content}"

@@ -15,8 +15,18 @@ from assistant.query import content_tokens
 from assistant.schemas import Message
 
 _ORDINALS = {
-    "first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4,
-    "fifth": 5, "5th": 5, "last": -1, "final": -1,
+    "first": 1,
+    "1st": 1,
+    "second": 2,
+    "2nd": 2,
+    "third": 3,
+    "3rd": 3,
+    "fourth": 4,
+    "4th": 4,
+    "fifth": 5,
+    "5th": 5,
+    "last": -1,
+    "final": -1,
 }
 _ORDINAL_REF = re.compile(
     r"\b(?P<ordinal>first|1st|second|2nd|third|3rd|fourth|4th|fifth|5th|last|final)\b(?:\s+(?:one|point|option|"
@@ -51,8 +61,10 @@ def parse_history(raw: Sequence[object]) -> list[Message]:
         if isinstance(item, Message):
             messages.append(item)
             continue
-        if not isinstance(item, dict) or item.get("role") not in ("user", "assistant") or not isinstance(
-            item.get("content"), str
+        if (
+            not isinstance(item, dict)
+            or item.get("role") not in ("user", "assistant")
+            or not isinstance(item.get("content"), str)
         ):
             raise ValueError(
                 f"history item {position} must be an object with 'role' ('user' or 'assistant') and 'content' (text)"
@@ -88,7 +100,9 @@ def resolve(question: str, history: Sequence[Message]) -> ResolvedQuestion:
     if not earlier_users and not earlier_answers:
         return ResolvedQuestion(question)
     previous_answer = earlier_answers[-1] if earlier_answers else ""
-    said = frozenset(_strip_markers(item) for item in _answer_items(previous_answer)) if previous_answer else frozenset()
+    said = (
+        frozenset(_strip_markers(item) for item in _answer_items(previous_answer)) if previous_answer else frozenset()
+    )
 
     ordinal = _ORDINAL_REF.search(question)
     if ordinal and previous_answer:
@@ -101,9 +115,9 @@ def resolve(question: str, history: Sequence[Message]) -> ResolvedQuestion:
 
     terms = content_tokens(question)
     short = len(terms) <= 3
-    follow_up = bool(_FOLLOW_UP_OPENERS.search(question)) or (short and bool(_ANAPHORA.search(question))) or len(
-        terms
-    ) <= 1
+    follow_up = (
+        bool(_FOLLOW_UP_OPENERS.search(question)) or (short and bool(_ANAPHORA.search(question))) or len(terms) <= 1
+    )
     if not follow_up or not earlier_users:
         return ResolvedQuestion(question)
     # The new words lead so they weigh most; the earlier question supplies the topic.

@@ -32,6 +32,7 @@ class TriggerRule:
     trigger: EscalationTrigger
     concept_groups: tuple[tuple[Pattern, ...], ...]
     context: tuple[Pattern, ...] = ()
+    related_sections: tuple[str, ...] = ()
 
 
 def _compile(patterns: Sequence[str]) -> tuple[Pattern, ...]:
@@ -45,7 +46,9 @@ def _any(patterns: Sequence[Pattern], text: str) -> bool:
 class EscalationDetector:
     """Finds the triggers whose situation the user describes."""
 
-    def __init__(self, triggers: Sequence[EscalationTrigger], prepare: Callable[[str], str]) -> None:
+    def __init__(
+        self, triggers: Sequence[EscalationTrigger], prepare: Callable[[str], str], headings: set[str] | None = None
+    ) -> None:
         data = yaml.safe_load(resources.files("assistant").joinpath("data/escalation.yaml").read_text("utf-8"))
         known = {t.id for t in triggers}
         configured = set(data["triggers"])
@@ -62,9 +65,13 @@ class EscalationDetector:
                 trigger,
                 tuple(_compile(group) for group in data["triggers"][trigger.id]["all_of"]),
                 _compile(data["triggers"][trigger.id].get("context", [])),
+                tuple(data["triggers"][trigger.id].get("related_sections", [])),
             )
             for trigger in triggers
         ]
+        unknown = {s for rule in self._rules for s in rule.related_sections} - (headings or set())
+        if headings is not None and unknown:
+            raise CorpusError(f"data/escalation.yaml names sections the corpus lacks: {sorted(unknown)}.")
         self._prepare = prepare
 
     def speaks_of_self(self, text: str) -> bool:
@@ -81,6 +88,11 @@ class EscalationDetector:
         if not self.speaks_of_self(text):
             return text, []
         return text, [rule for rule in self._rules if all(_any(group, text) for group in rule.concept_groups)]
+
+    def related_sections(self, trigger_ids: Sequence[str]) -> tuple[str, ...]:
+        """Sections that speak to the given situations, most relevant first."""
+        sections = [s for rule in self._rules if rule.trigger.id in trigger_ids for s in rule.related_sections]
+        return tuple(dict.fromkeys(sections))
 
     def detect(self, user_messages: Sequence[str]) -> list[EscalationTrigger]:
         """Triggers matched by the user's messages (earlier turns first), in the article's order."""

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from assistant.schemas import Answer, Citation, Escalation, InputProblem
 
 # Characters that render as nothing or reorder text: zero-width, bidi controls, BOM, soft hyphen.
-_INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
-                        "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]")
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]"
+)
 _SPACES = re.compile(r"[ \t]+")
 
 # Requests aimed at the assistant rather than at the article. Each is removed from the
@@ -33,7 +35,7 @@ _INJECTIONS = [
         r"hidden|secret|internal|initial|developer)?\s*(?:prompt|instructions?|rules? you were given|escalation "
         r"rules?|configuration|config|sources\.ya?ml|files?|file paths?)\b[^.?!\n]*[.?!:\n]?",
         r"\b(?:drop|remove|omit|skip|leave out|hide|delete|suppress|without|no)\b[^.?!\n]*?\b(?:disclaimers?|notices?|"
-        r"warnings?|caveats?|lawyer (?:notes?|notices?|stuff)|citations?)\b[^.?!\n]*[.?!:\n]?",
+        r"warnings?|caveats?|lawyer (?:notes?|notices?|stuff)|citations?)\b[^.?!:\n]*[.?!:\n]?",
         r"\b(?:you are now|you're now|from now on|pretend (?:to be|you are)|act as|roleplay as|play the role of|"
         r"behave as|be)\s+(?:my|an?|the)?\s*(?:own\s+)?(?:lawyer|attorney|solicitor|counsel|legal advis[eo]r)\b"
         r"[^.?!\n]*[.?!:\n]?",
@@ -68,8 +70,7 @@ def clean_text(text: str) -> str:
     """NFKC-normalise and drop control and invisible characters, keeping line breaks as spaces."""
     text = unicodedata.normalize("NFKC", text)
     text = _INVISIBLE.sub("", text)
-    text = "".join(" " if unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"} else ch
-                   for ch in text)
+    text = "".join(" " if unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"} else ch for ch in text)
     return _SPACES.sub(" ", text).strip()
 
 

@@ -32,12 +32,13 @@ from langchain_chroma import Chroma
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
-from assistant.chunking import CHUNKER_VERSION, chunk_corpus, embedding_text
+from assistant.chunking import CHUNKER_VERSION, chunk_corpus, embedding_text, sentence_documents
 from assistant.corpus import Corpus
 from assistant.errors import IndexBusyError, IndexNotReadyError
 from assistant.settings import Settings
 
 COLLECTION = "corpus"
+SENTENCES = "sentences"
 MANIFEST = "manifest.json"
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` while chunks are embedded."""
@@ -121,29 +122,34 @@ def _chroma_client(path: Path) -> Any:
 
 
 def _write_chroma(
-    path: Path, documents: list[Document], embeddings: Embeddings, batch: int, progress: Progress
+    path: Path, corpus: Corpus, chunks: list[Document], embeddings: Embeddings, batch: int, progress: Progress
 ) -> None:
     # Written through chromadb directly rather than Chroma.add_documents: each chunk is
     # embedded with its section heading for context, while the stored document stays
     # the exact slice of the corpus file that quotes are checked against.
     client = _chroma_client(path)
-    collection = client.create_collection(COLLECTION, configuration={"hnsw": {"space": "cosine"}})
-    progress(0, len(documents))
-    for offset in range(0, len(documents), batch):
-        part = documents[offset : offset + batch]
-        vectors = embeddings.embed_documents([embedding_text(doc) for doc in part])
-        collection.add(
-            ids=[str(doc.id) for doc in part],
-            documents=[doc.page_content for doc in part],
-            metadatas=[doc.metadata for doc in part],
-            embeddings=vectors,  # type: ignore[arg-type]
-        )
-        progress(offset + len(part), len(documents))
-    if collection.count() != len(documents):
-        raise IndexNotReadyError(
-            f"The new index holds {collection.count()} chunks instead of {len(documents)}; it was not made live. "
-            "Run 'assistant index' again."
-        )
+    sentences = sentence_documents(corpus, chunks)
+    total = len(chunks) + len(sentences)
+    done = 0
+    progress(done, total)
+    for name, documents in ((COLLECTION, chunks), (SENTENCES, sentences)):
+        collection = client.create_collection(name, configuration={"hnsw": {"space": "cosine"}})
+        for offset in range(0, len(documents), batch):
+            part = documents[offset : offset + batch]
+            vectors = embeddings.embed_documents([embedding_text(doc) for doc in part])
+            collection.add(
+                ids=[str(doc.id) for doc in part],
+                documents=[doc.page_content for doc in part],
+                metadatas=[doc.metadata for doc in part],
+                embeddings=vectors,  # type: ignore[arg-type]
+            )
+            done += len(part)
+            progress(done, total)
+        if collection.count() != len(documents):
+            raise IndexNotReadyError(
+                f"The new index holds {collection.count()} of {len(documents)} {name}; it was not made live. "
+                "Run 'assistant index' again."
+            )
 
 
 def _swap_in(index_dir: Path, build_path: Path) -> None:
@@ -182,9 +188,8 @@ def build_index(
         path = builds / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
         documents = chunk_corpus(corpus, settings.chunk_chars)
         started = time.perf_counter()
-        _write_chroma(
-            path, documents, embeddings, settings.embedding_batch_size, progress or (lambda done, total: None)
-        )
+        report = progress or (lambda done, total: None)
+        _write_chroma(path, corpus, documents, embeddings, settings.embedding_batch_size, report)
         manifest = {
             **expected,
             "chunks": len(documents),
@@ -202,6 +207,11 @@ def build_index(
 def open_vector_store(build: IndexBuild, embeddings: Embeddings) -> Chroma:
     """The live build as a LangChain vector store."""
     return Chroma(client=_chroma_client(build.path), collection_name=COLLECTION, embedding_function=embeddings)
+
+
+def open_sentence_store(build: IndexBuild, embeddings: Embeddings) -> Chroma:
+    """The build's sentence collection (what answers quote and the reranker compares)."""
+    return Chroma(client=_chroma_client(build.path), collection_name=SENTENCES, embedding_function=embeddings)
 
 
 def stored_chunks(store: Chroma) -> list[Document]:

@@ -221,6 +221,7 @@ class PreparedQuery:
     wants_treaty: bool = False
     wants_definition: bool = False
     content_terms: tuple[str, ...] = field(default=())
+    preferred_sections: tuple[str, ...] = ()
 
     @property
     def wants_law(self) -> bool:
@@ -268,7 +269,9 @@ def translate(text: str) -> str:
     lowered = text.lower()
     extra = [english for phrase, english in glossary["phrases"].items() if phrase in lowered]
     extra += [glossary["words"][w] for w in words(text) if w in glossary["words"]]
-    extra += [english for term, english in glossary["synonyms"].items() if re.search(rf"\b{re.escape(term)}\b", lowered)]
+    extra += [
+        english for term, english in glossary["synonyms"].items() if re.search(rf"\b{re.escape(term)}\b", lowered)
+    ]
     extra = [e for e in dict.fromkeys(extra) if e.lower() not in lowered]
     return f"{text} {' '.join(extra)}" if extra else text
 

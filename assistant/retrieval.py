@@ -122,6 +122,8 @@ class HybridRetriever:
         if (kind == "statute" and query.wants_statute) or (kind == "treaty" and query.wants_treaty):
             prior += w.named_source
         section = str(meta["section"])
+        if section in query.preferred_sections:
+            prior += w.named_source
         if kind == "statute" and any(section.lower().startswith(f"§ {n}.") for n in query.statute_sections):
             prior += w.named_section
         if kind == "statute" and query.wants_definition and section.startswith("§ 101."):
@@ -156,10 +158,10 @@ class HybridRetriever:
             )
             first_pass.append((score, doc))
         first_pass.sort(key=lambda pair: -pair[0])
-        # Only the leading candidates are reranked: sentence embeddings are computed lazily.
+        # Only the leading candidates are reranked, which keeps the cost per question flat.
         shortlist = first_pass[: max(k, self._rerank_depth)]
         reranked = [
-            (score + w.sentence * self._sentences.best_similarity(doc, vector), doc) for score, doc in shortlist
+            (score + w.sentence * self._sentences.best_similarity(str(doc.id), vector), doc) for score, doc in shortlist
         ]
         reranked.sort(key=lambda pair: -pair[0])
         return [_scored(doc, round(score, 4)) for score, doc in reranked[:k]]

@@ -51,7 +51,8 @@ class Answer(BaseModel):
         default_factory=list, description="When not answered: the sections that come closest."
     )
     notices: list[str] = Field(
-        default_factory=list, description="Notes from the guardrails, e.g. that a request to drop the disclaimer was ignored."
+        default_factory=list,
+        description="Notes from the guardrails, e.g. that a request to drop the disclaimer was ignored.",
     )
     input_problem: InputProblem | None = Field(
         default=None, description="Set when the input itself was unusable; the answer text says why."

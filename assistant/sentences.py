@@ -1,4 +1,4 @@
-"""Sentences of the indexed chunks, with their embeddings cached.
+"""Sentences of the indexed chunks with their embeddings, loaded once from the index.
 
 Sentences are what answers quote and what the reranker compares with the
 question. Each is a span of its corpus file, found by the same splitter the
@@ -7,15 +7,10 @@ chunker uses, so a quote is always an exact slice of the file.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from langchain_core.documents import Document
-from langchain_core.embeddings import Embeddings
-
-from assistant.chunking import split_paragraphs
-from assistant.corpus import Corpus
+from langchain_chroma import Chroma
 
 
 @dataclass(frozen=True)
@@ -32,65 +27,54 @@ class Sentence:
 
 
 class SentenceBank:
-    """Sentence spans per chunk and their embeddings, computed once and kept."""
+    """Per chunk: its sentences in file order and their unit vectors."""
 
-    def __init__(self, corpus: Corpus, embeddings: Embeddings) -> None:
-        self._corpus = corpus
-        self._embeddings = embeddings
-        self._sentences: dict[str, list[Sentence]] = {}
-        self._vectors: dict[str, np.ndarray] = {}
+    def __init__(self, sentences: dict[str, list[Sentence]], vectors: dict[str, np.ndarray]) -> None:
+        self._sentences = sentences
+        self._vectors = vectors
+        # Every sentence of a section in file order, across chunk boundaries.
+        self._by_section: dict[tuple[str, str], list[Sentence]] = {}
+        for chunk in sentences.values():
+            for sentence in chunk:
+                self._by_section.setdefault((sentence.source_id, sentence.section), []).append(sentence)
+        for run in self._by_section.values():
+            run.sort(key=lambda s: s.start)
 
-    def sentences(self, chunk: Document) -> list[Sentence]:
-        """The chunk's sentences in file order."""
-        chunk_id = str(chunk.id)
-        if chunk_id not in self._sentences:
-            meta = chunk.metadata
-            text = self._corpus.text_of(meta["source_id"])
-            self._sentences[chunk_id] = [
-                Sentence(
-                    chunk_id,
-                    meta["source_id"],
-                    meta["section"],
-                    span.start,
-                    span.end,
-                    text[span.start : span.end],
-                    paragraph,
-                )
-                for paragraph, spans in enumerate(split_paragraphs(text, int(meta["start"]), int(meta["end"])))
-                for span in spans
-            ]
-        return self._sentences[chunk_id]
-
-    def vectors(self, chunk: Document) -> np.ndarray:
-        """Unit vectors of the chunk's sentences, each embedded with its section heading for context."""
-        chunk_id = str(chunk.id)
-        if chunk_id not in self._vectors:
-            sentences = self.sentences(chunk)
-            texts = [f"{s.section}: {s.text}" for s in sentences]
-            self._vectors[chunk_id] = np.asarray(self._embeddings.embed_documents(texts), dtype=float).reshape(
-                len(texts), -1
+    @classmethod
+    def from_store(cls, store: Chroma) -> SentenceBank:
+        """Load every sentence and its embedding from the index's sentence collection."""
+        records = store.get(include=["documents", "metadatas", "embeddings"])
+        rows = sorted(
+            zip(records["ids"], records["documents"], records["metadatas"], records["embeddings"], strict=True),
+            key=lambda row: row[0],
+        )
+        sentences: dict[str, list[Sentence]] = {}
+        vectors: dict[str, list[np.ndarray]] = {}
+        for _, text, meta, vector in rows:
+            chunk_id = str(meta["chunk_id"])
+            sentences.setdefault(chunk_id, []).append(
+                Sentence(chunk_id, str(meta["source_id"]), str(meta["section"]), int(meta["start"]),
+                         int(meta["end"]), text, int(meta["paragraph"]))
             )
-        return self._vectors[chunk_id]
+            vectors.setdefault(chunk_id, []).append(np.asarray(vector, dtype=float))
+        return cls(sentences, {chunk_id: np.vstack(rows_) for chunk_id, rows_ in vectors.items()})
 
-    def warm(self, chunks: Sequence[Document]) -> None:
-        """Embed the sentences of many chunks in one batch (start-up, not per question)."""
-        missing = [c for c in chunks if str(c.id) not in self._vectors]
-        texts = [f"{s.section}: {s.text}" for c in missing for s in self.sentences(c)]
-        if not texts:
-            return
-        matrix = np.asarray(self._embeddings.embed_documents(texts), dtype=float)
-        offset = 0
-        for chunk in missing:
-            count = len(self.sentences(chunk))
-            self._vectors[str(chunk.id)] = matrix[offset : offset + count]
-            offset += count
+    def sentences(self, chunk_id: str) -> list[Sentence]:
+        """The chunk's sentences in file order."""
+        return self._sentences.get(chunk_id, [])
 
-    def similarities(self, chunk: Document, query_vector: np.ndarray) -> np.ndarray:
+    def similarities(self, chunk_id: str, query_vector: np.ndarray) -> np.ndarray:
         """Cosine similarity of each sentence of the chunk to the query."""
-        vectors = self.vectors(chunk)
-        return vectors @ query_vector if len(vectors) else np.zeros(0)
+        vectors = self._vectors.get(chunk_id)
+        return vectors @ query_vector if vectors is not None else np.zeros(0)
 
-    def best_similarity(self, chunk: Document, query_vector: np.ndarray) -> float:
+    def best_similarity(self, chunk_id: str, query_vector: np.ndarray) -> float:
         """The similarity of the chunk's best-matching sentence."""
-        sims = self.similarities(chunk, query_vector)
+        sims = self.similarities(chunk_id, query_vector)
         return float(sims.max()) if len(sims) else 0.0
+
+    def following(self, sentence: Sentence, count: int) -> list[Sentence]:
+        """Up to ``count`` sentences after ``sentence`` in its section (across chunks)."""
+        run = self._by_section.get((sentence.source_id, sentence.section), [])
+        index = next((i for i, s in enumerate(run) if s.start == sentence.start), len(run))
+        return run[index + 1 : index + 1 + count]

@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     candidates: int = Field(
         default=40, ge=5, le=400, description="Candidates each retriever contributes before fusion."
     )
-    max_sentences: int = Field(default=4, ge=2, le=5, description="Most sentences in a composed answer.")
+    max_sentences: int = Field(default=5, ge=2, le=5, description="Most sentences in a composed answer.")
     max_question_chars: int = Field(default=4000, ge=100, description="Longest question accepted, in characters.")
     max_history_turns: int = Field(
         default=20, ge=0, description="Most earlier turns considered for follow-ups and escalation."
