@@ -13,6 +13,7 @@ added without touching retrieval or guardrails.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,8 +45,6 @@ class CompositionRequest:
     query: PreparedQuery
     query_vector: np.ndarray
     passages: Sequence[Document]
-    focus_terms: tuple[str, ...] = ()
-    already_said: frozenset[str] = field(default_factory=frozenset)
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,9 @@ class ExtractiveComposer:
     # How far below the best sentence another may score and still be included: close for
     # the best section's context, wider for the best sentence of the next-ranked sections.
     margin = 0.16
-    section_margin = 0.25
+    section_margin = 0.4
+    # A sentence this short states a topic; the next one says what it is.
+    topic_sentence_chars = 90
 
     def __init__(self, corpus: Corpus, sentences: SentenceBank, max_sentences: int = 5) -> None:
         self._corpus = corpus
@@ -118,14 +119,14 @@ class ExtractiveComposer:
         top = float(request.passages[0].metadata["score"])
         terms = set(request.query.content_terms)
         phrases = _bigrams(request.query.original)
-        focus = set(request.focus_terms)
+        focus = set(request.query.focus_terms)
         asks_about_lawyers = bool(_ASKS_ABOUT_LAWYERS.search(request.query.text))
         candidates: list[_Candidate] = []
         for doc in request.passages:
             chunk_id = str(doc.id)
             similarities = self._sentences.similarities(chunk_id, request.query_vector)
             for sentence, similarity in zip(self._sentences.sentences(chunk_id), similarities, strict=True):
-                if sentence.text.strip() in request.already_said or len(sentence.text) < 12:
+                if sentence.text.strip() in request.query.already_said or len(sentence.text) < 12:
                     continue
                 tokens = set(content_tokens(sentence.text))
                 lexical = len(terms & tokens) / len(terms) if terms else 0.0
@@ -168,8 +169,14 @@ class ExtractiveComposer:
         # The next sentence of the best one's paragraph gives it context (and often its hedge).
         for item in self._sentences.following(best.sentence, 1):
             follower = by_sentence.get(item)
-            if item.paragraph == best.sentence.paragraph and follower is not None and (
-                follower.score >= best.score - self.section_margin or _HEDGE.search(item.text)
+            if (
+                item.paragraph == best.sentence.paragraph
+                and follower is not None
+                and (
+                    follower.score >= best.score - self.section_margin
+                    or _HEDGE.search(item.text)
+                    or len(best.sentence.text) < self.topic_sentence_chars
+                )
             ):
                 add(follower)
         # The best sentence of each of the next-ranked sections, when it is close enough.
@@ -275,7 +282,7 @@ class ExtractiveComposer:
 
 def _bigrams(text: str) -> set[tuple[str, str]]:
     tokens = content_tokens(text)
-    return set(zip(tokens, tokens[1:], strict=False))
+    return set(itertools.pairwise(tokens))
 
 
 def _adjacent(a: Sentence, b: Sentence) -> bool:

@@ -27,7 +27,7 @@ from assistant.index import (
     open_vector_store,
     stored_chunks,
 )
-from assistant.query import QueryPreparer, content_tokens
+from assistant.query import PreparedQuery, QueryPreparer, content_tokens
 from assistant.retrieval import BM25Retriever, DenseRetriever, HybridRetriever, Retriever, vocabulary
 from assistant.schemas import Answer, Escalation, InputProblem, Message
 from assistant.scope import ScopeCheck
@@ -120,9 +120,27 @@ class Assistant:
     # -- retrieval, also used by the eval suite -------------------------------------------------
 
     def retrieve(self, question: str, history: Sequence[Message | dict[str, Any]] = (), k: int = 10) -> list[Document]:
-        """The assistant's own ranked passages for a question (follow-ups resolved from history)."""
-        resolved = resolve(clean_text(question), parse_history(list(history)))
-        return self._retriever.retrieve(resolved.query, k)
+        """The assistant's own ranked passages for a question, exactly as ``ask`` retrieves them."""
+        turns = parse_history(list(history))
+        user_messages = [t.content for t in turns if t.role == "user"] + [clean_text(question)]
+        _, _, passages = self._retrieve(clean_text(question), turns, self._escalations(user_messages), k)
+        return passages
+
+    def _retrieve(
+        self, question: str, turns: list[Message], escalations: list[Escalation], k: int
+    ) -> tuple[PreparedQuery, np.ndarray, list[Document]]:
+        resolved = resolve(question, turns)
+        prepared = dataclasses.replace(
+            self._preparer.prepare(resolved.query),
+            focus_terms=tuple(content_tokens(question)) if resolved.is_follow_up else (),
+            already_said=resolved.already_said,
+        )
+        if escalations:
+            # Answer the user's situation: the sections that speak to it come first.
+            related = self._detector.related_sections([e.trigger for e in escalations])
+            prepared = dataclasses.replace(prepared, preferred_sections=related)
+        vector = np.asarray(self._embeddings.embed_query(prepared.text), dtype=float)
+        return prepared, vector, self._retriever.retrieve_prepared(prepared, k, vector)
 
     def baseline_retrievers(self) -> dict[str, Retriever]:
         """Plain dense (LangChain Chroma) and BM25 retrieval over the same chunks, for comparison."""
@@ -162,26 +180,13 @@ class Assistant:
             return self._reply(str(error), escalations=escalations)
 
     def _answer(self, question: str, turns: list[Message], escalations: list[Escalation], notices: list[str]) -> Answer:
-        resolved = resolve(question, turns)
-        prepared = self._preparer.prepare(resolved.query)
-        if escalations:
-            # Answer the user's situation: the sections that speak to it come first.
-            related = self._detector.related_sections([e.trigger for e in escalations])
-            prepared = dataclasses.replace(prepared, preferred_sections=related)
-        vector = np.asarray(self._embeddings.embed_query(prepared.text), dtype=float)
-        passages = self._retriever.retrieve_prepared(prepared, self.settings.k, vector)
+        prepared, vector, passages = self._retrieve(question, turns, escalations, self.settings.k)
         out_of_scope = self._scope.check(question)
         if out_of_scope is not None:
             composition = not_covered(passages, out_of_scope.reason)
         else:
             composition = self._composer.compose(
-                CompositionRequest(
-                    query=prepared,
-                    query_vector=vector,
-                    passages=passages,
-                    focus_terms=tuple(content_tokens(question)) if resolved.is_follow_up else (),
-                    already_said=resolved.already_said,
-                )
+                CompositionRequest(query=prepared, query_vector=vector, passages=passages)
             )
         answer = Answer(
             answer=composition.answer,

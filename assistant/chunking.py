@@ -195,8 +195,14 @@ def sentence_documents(corpus: Corpus, chunks: list[Document]) -> list[Document]
                 Document(
                     id=f"{chunk.id}#{position:03d}",
                     page_content=text[span.start : span.end],
-                    metadata={**meta, "chunk_id": str(chunk.id), "start": span.start, "end": span.end,
-                              "paragraph": paragraph, "kind": "sentence"},
+                    metadata={
+                        **meta,
+                        "chunk_id": str(chunk.id),
+                        "start": span.start,
+                        "end": span.end,
+                        "paragraph": paragraph,
+                        "kind": "sentence",
+                    },
                 )
             )
     return sentences

@@ -117,14 +117,24 @@ def evaluate(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for metrics.json, results.jsonl, report.html.")] = Path(
         "evals/out"
     ),
-    k: Annotated[int, typer.Option("--k", help="Deepest k for retrieval metrics.")] = 10,
-    gate: Annotated[bool, typer.Option("--gate", help="Exit 1 when a metric falls below evals/thresholds.")] = False,
+    k: Annotated[int, typer.Option("--k", min=1, max=50, help="Deepest k for retrieval metrics.")] = 10,
+    gate: Annotated[bool, typer.Option("--gate", help="Exit 1 when a metric misses its threshold.")] = False,
+    thresholds: Annotated[
+        Path | None, typer.Option(help="Thresholds file for --gate (default: evals/thresholds.yaml).")
+    ] = None,
 ) -> None:
     """Run the assistant over a dataset and write metrics, per-case results and an HTML report."""
-    from assistant.evaluation.runner import run_eval_command
+    from assistant.evaluation.runner import DEFAULT_THRESHOLDS, run_eval_command
 
     try:
-        code = run_eval_command(_settings(), dataset=dataset, out_dir=out_dir, k=k, gate=gate)
+        code = run_eval_command(
+            _settings(),
+            dataset=dataset,
+            out_dir=out_dir,
+            k=k,
+            gate=gate,
+            thresholds_path=thresholds or DEFAULT_THRESHOLDS,
+        )
     except AssistantError as error:
         raise _fail(error) from None
     raise typer.Exit(code=code)

@@ -14,6 +14,10 @@ import html
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+import yaml
 
 from assistant.schemas import Answer, Citation, Escalation, InputProblem
 
@@ -24,31 +28,15 @@ _INVISIBLE = re.compile(
 )
 _SPACES = re.compile(r"[ \t]+")
 
-# Requests aimed at the assistant rather than at the article. Each is removed from the
-# question; whatever real question remains is answered as usual, with the same guards.
-_INJECTIONS = [
-    re.compile(p, re.IGNORECASE)
-    for p in (
-        r"\b(?:ignore|disregard|forget|override|bypass)\b[^.?!\n]*?\b(?:instructions?|rules?|prompts?|guidelines?|"
-        r"guardrails?|polic(?:y|ies)|context|everything|above|previous|prior)\b[^.?!\n]*[.?!:\n]?",
-        r"\b(?:reveal|print|show|display|output|repeat|dump|list|leak|tell me|give me|translate)\b[^.?!\n]*?\b(?:system|"
-        r"hidden|secret|internal|initial|developer)?\s*(?:prompt|instructions?|rules? you were given|escalation "
-        r"rules?|configuration|config|sources\.ya?ml|files?|file paths?)\b[^.?!\n]*[.?!:\n]?",
-        r"\b(?:drop|remove|omit|skip|leave out|hide|delete|suppress|without|no)\b[^.?!\n]*?\b(?:disclaimers?|notices?|"
-        r"warnings?|caveats?|lawyer (?:notes?|notices?|stuff)|citations?)\b[^.?!:\n]*[.?!:\n]?",
-        r"\b(?:you are now|you're now|from now on|pretend (?:to be|you are)|act as|roleplay as|play the role of|"
-        r"behave as|be)\s+(?:my|an?|the)?\s*(?:own\s+)?(?:lawyer|attorney|solicitor|counsel|legal advis[eo]r)\b"
-        r"[^.?!\n]*[.?!:\n]?",
-        r"\b(?:developer|dan|jailbreak|god) mode\b[^.?!\n]*[.?!:\n]?",
-        r"(?:\]\]>|<\|[^|]*\|>|\bend of (?:context|prompt|instructions)\b|\bnew (?:task|instructions?)\s*:)[^.?!\n]*"
-        r"[.?!:\n]?",
-        r"\brespond only with\b[^.?!\n]*[.?!:\n]?",
-        r"\bfrom now on\b[^.?!\n]*[.?!\n]?",
-        r"\b(?:tell me|say|confirm)\b[^.?!\n]*\b(?:i'?m|i am|we'?re|we are)\s+(?:safe|fine|covered|in the clear)\b"
-        r"[^.?!\n]*[.?!\n]?",
-    )
-]
-_HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>")
+
+@cache
+def _injections() -> list[re.Pattern[str]]:
+    """Requests aimed at the assistant itself, from ``data/injection.yaml``."""
+    data = yaml.safe_load(resources.files("assistant").joinpath("data/injection.yaml").read_text("utf-8"))
+    return [re.compile(p, re.IGNORECASE) for p in data["patterns"]]
+
+
+_HTML_TAG = re.compile(r"<\s*(script|style)\b.*?</\s*\1\s*>|<\s*/?\s*[a-zA-Z][^>]*>", re.IGNORECASE | re.DOTALL)
 
 INJECTION_NOTICE = (
     "Requests to change how this assistant works (its instructions, the disclaimer, the lawyer notices, "
@@ -77,10 +65,10 @@ def clean_text(text: str) -> str:
 def strip_injections(text: str) -> tuple[str, bool]:
     """Remove instructions aimed at the assistant; report whether any were found."""
     found = False
-    for pattern in _INJECTIONS:
+    for pattern in _injections():
         text, count = pattern.subn(" ", text)
         found = found or count > 0
-    text, tags = _HTML_TAG.subn(" ", text)
+    text = _HTML_TAG.sub(" ", text)
     return _SPACES.sub(" ", text).strip(" .,:;-"), found
 
 

@@ -211,7 +211,12 @@ STOPWORDS = frozenset(
 
 @dataclass(frozen=True)
 class PreparedQuery:
-    """A question made ready for retrieval."""
+    """A question made ready for retrieval, with what the conversation adds.
+
+    ``focus_terms`` are the new words of a follow-up ("what about *Spotify*?"),
+    ``already_said`` the sentences the user was just given ("tell me more"), and
+    ``preferred_sections`` the sections that speak to the user's situation.
+    """
 
     original: str
     text: str
@@ -222,6 +227,8 @@ class PreparedQuery:
     wants_definition: bool = False
     content_terms: tuple[str, ...] = field(default=())
     preferred_sections: tuple[str, ...] = ()
+    focus_terms: tuple[str, ...] = ()
+    already_said: frozenset[str] = frozenset()
 
     @property
     def wants_law(self) -> bool:
@@ -235,7 +242,7 @@ def words(text: str) -> list[str]:
 
 
 def stem(word: str) -> str:
-    """A light suffix stripper: enough to match 'separated'/'separation', 'stems'/'stem'."""
+    """A light suffix stripper: enough to match 'released'/'release', 'separation'/'separate', 'stems'/'stem'."""
     for suffix, minimum in (
         ("ations", 5),
         ("ation", 5),
@@ -248,8 +255,9 @@ def stem(word: str) -> str:
         ("s", 4),
     ):
         if word.endswith(suffix) and len(word) - len(suffix) >= minimum - 1:
-            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
-    return word
+            word = word[: -len(suffix)] + {"ies": "y", "ation": "at", "ations": "at"}.get(suffix, "")
+            break
+    return word[:-1] if len(word) > 4 and word.endswith("e") else word
 
 
 def content_tokens(text: str) -> list[str]:

@@ -82,6 +82,7 @@ class HybridWeights:
     article_prior: float = 0.12
     named_section: float = 0.35
     named_source: float = 0.12
+    situation: float = 0.25
 
 
 class HybridRetriever:
@@ -123,7 +124,7 @@ class HybridRetriever:
             prior += w.named_source
         section = str(meta["section"])
         if section in query.preferred_sections:
-            prior += w.named_source
+            prior += w.situation
         if kind == "statute" and any(section.lower().startswith(f"§ {n}.") for n in query.statute_sections):
             prior += w.named_section
         if kind == "statute" and query.wants_definition and section.startswith("§ 101."):

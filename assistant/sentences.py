@@ -53,8 +53,15 @@ class SentenceBank:
         for _, text, meta, vector in rows:
             chunk_id = str(meta["chunk_id"])
             sentences.setdefault(chunk_id, []).append(
-                Sentence(chunk_id, str(meta["source_id"]), str(meta["section"]), int(meta["start"]),
-                         int(meta["end"]), text, int(meta["paragraph"]))
+                Sentence(
+                    chunk_id,
+                    str(meta["source_id"]),
+                    str(meta["section"]),
+                    int(meta["start"]),
+                    int(meta["end"]),
+                    text,
+                    int(meta["paragraph"]),
+                )
             )
             vectors.setdefault(chunk_id, []).append(np.asarray(vector, dtype=float))
         return cls(sentences, {chunk_id: np.vstack(rows_) for chunk_id, rows_ in vectors.items()})
