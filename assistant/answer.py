@@ -33,6 +33,11 @@ _HEDGE = re.compile(
     r"could|depends)\b",
     re.IGNORECASE,
 )
+# Qualifications of a whole claim: when the claim is quoted, these come along from its paragraph.
+_STRONG_HEDGE = re.compile(
+    r"\b(?:not airtight|not clearly resolved|untested|not been tested|not (?:yet )?settled|unclear|uncertain)\b",
+    re.IGNORECASE,
+)
 _LIST_ITEM = re.compile(r"^(?:- |\(\w{1,4}\) |\d+\. )")
 _LEAD_IN = ("—", ":", "following")
 _ASKS_ABOUT_LAWYERS = re.compile(r"\b(?:lawyer|attorney|solicitor|counsel|legal (?:help|advice)|professional)", re.I)
@@ -179,6 +184,17 @@ class ExtractiveComposer:
                 )
             ):
                 add(follower)
+        # A claim keeps the article's qualification of it ("... arguably a derivative work" -> "not airtight").
+        for claim in list(chosen):
+            run = [
+                later
+                for later in self._sentences.following(claim.sentence, 3)
+                if later.paragraph == claim.sentence.paragraph and later.chunk_id == claim.sentence.chunk_id
+            ]
+            hedges = [i for i, later in enumerate(run) if _STRONG_HEDGE.search(later.text)]
+            if hedges and len(chosen) + hedges[0] + 1 <= self._max_sentences:
+                for later in run[: hedges[0] + 1]:  # the hedge and what leads up to it, so the quote reads on
+                    add(by_sentence.get(later, _Candidate(later, claim.score, claim.passage)))
         # The best sentence of each of the next-ranked sections, when it is close enough.
         for section in distinct_sections(passages):
             if section == best.sentence.section:

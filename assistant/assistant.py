@@ -133,7 +133,8 @@ class Assistant:
         prepared = dataclasses.replace(
             self._preparer.prepare(resolved.query),
             focus_terms=tuple(content_tokens(question)) if resolved.is_follow_up else (),
-            already_said=resolved.already_said,
+            # Bullets already shown as notices are not repeated in the answer.
+            already_said=resolved.already_said | {f"- {e.text}" for e in escalations},
         )
         if escalations:
             # Answer the user's situation: the sections that speak to it come first.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -291,10 +292,22 @@ def normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def edit_distance(a: str, b: str) -> int:
+    """Optimal-string-alignment distance: a swap of neighbours ('contnet') counts as one edit."""
+    rows = [list(range(len(b) + 1))] + [[i] + [0] * len(b) for i in range(1, len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            rows[i][j] = min(rows[i - 1][j] + 1, rows[i][j - 1] + 1, rows[i - 1][j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                rows[i][j] = min(rows[i][j], rows[i - 2][j - 2] + 1)
+    return rows[len(a)][len(b)]
+
+
 class QueryPreparer:
     """Turns questions into retrieval queries; knows the corpus vocabulary to mend typos."""
 
-    def __init__(self, vocabulary: set[str]) -> None:
+    def __init__(self, vocabulary: Mapping[str, int]) -> None:
         self._vocabulary = vocabulary
         self._by_initial: dict[str, list[str]] = {}
         for word in vocabulary:
@@ -302,12 +315,14 @@ class QueryPreparer:
 
     @cache  # noqa: B019 - one preparer per assistant; the cache is bounded by distinct words asked
     def correct(self, word: str) -> str:
-        """The closest corpus word for a misspelt one ('seperation' -> 'separation')."""
+        """The closest corpus word for a misspelt one ('seperation' -> 'separation'), the commoner on a tie."""
         if len(word) < 4 or word in self._vocabulary or word in STOPWORDS or not word.isalpha():
             return word
         pool = self._by_initial.get(word[:1], [])
-        match = difflib.get_close_matches(word, pool, n=1, cutoff=0.8)
-        return match[0] if match else word
+        matches = difflib.get_close_matches(word, pool, n=5, cutoff=0.75)
+        if not matches:
+            return word
+        return min(matches, key=lambda m: (edit_distance(word, m), -self._vocabulary[m]))
 
     def prepare(self, question: str) -> PreparedQuery:
         """Clean, translate and correct a question, and note which sources it points at."""

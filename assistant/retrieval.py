@@ -15,6 +15,7 @@ Every retriever returns LangChain ``Document``s whose metadata carries ``score``
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -176,9 +177,9 @@ def lexical_overlap(query: PreparedQuery, text: str) -> float:
     return sum(term in present for term in query.content_terms) / len(query.content_terms)
 
 
-def vocabulary(chunks: Sequence[Document]) -> set[str]:
-    """Every word of the corpus chunks and headings (for typo repair)."""
-    found: set[str] = set()
+def vocabulary(chunks: Sequence[Document]) -> Counter[str]:
+    """How often each word occurs in the corpus chunks and headings (for typo repair)."""
+    found: Counter[str] = Counter()
     for doc in chunks:
         found.update(w for w in words(embedding_text(doc)) if w.isalpha())
     return found

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import pytest
+
+from assistant.chunking import chunk_corpus, embedding_text, section_sentences, sentence_documents
+from assistant.corpus import Corpus
+
+
+@pytest.fixture(scope="module")
+def chunks(corpus: Corpus):  # type: ignore[no-untyped-def]
+    return chunk_corpus(corpus, 700)
+
+
+def test_every_chunk_is_an_exact_slice_of_its_file(corpus: Corpus, chunks) -> None:  # type: ignore[no-untyped-def]
+    for chunk in chunks:
+        meta = chunk.metadata
+        assert corpus.text_of(meta["source_id"])[meta["start"] : meta["end"]] == chunk.page_content
+
+
+def test_chunks_never_cross_a_section_boundary(corpus: Corpus, chunks) -> None:  # type: ignore[no-untyped-def]
+    for chunk in chunks:
+        section = corpus.section(chunk.metadata["source_id"], chunk.metadata["section"])
+        assert section.start <= chunk.metadata["start"] < chunk.metadata["end"] <= section.end
+        assert "\n## " not in chunk.page_content
+
+
+def test_chunks_end_on_sentence_boundaries(corpus: Corpus, chunks) -> None:  # type: ignore[no-untyped-def]
+    for chunk in chunks:
+        text = corpus.text_of(chunk.metadata["source_id"])
+        end = chunk.metadata["end"]
+        ends_sentence = chunk.page_content.rstrip()[-1] in '.!?…”")];:—'
+        ends_line = end == len(text) or text[end] == "\n"
+        assert ends_sentence or ends_line, chunk.page_content[-60:]
+
+
+def test_chunks_stay_near_the_size_limit(chunks) -> None:  # type: ignore[no-untyped-def]
+    oversized = [c for c in chunks if len(c.page_content) > 700]
+    # Only a single sentence longer than the limit may stand alone in a chunk.
+    for chunk in oversized:
+        assert len(chunk.page_content.split(". ")) <= 2 or "\n" not in chunk.page_content.strip()
+
+
+def test_every_article_section_has_chunks_with_rich_metadata(corpus: Corpus, chunks) -> None:  # type: ignore[no-untyped-def]
+    article_sections = {c.metadata["section"] for c in chunks if c.metadata["source_id"] == "article"}
+    assert article_sections == {s.heading for s in corpus.sections if s.source.id == "article"}
+    sample = next(c for c in chunks if c.metadata["section"].startswith("§ 107."))
+    assert sample.metadata["url"].endswith("#107")
+    assert sample.metadata["source_title"] == "U.S. Copyright Act — Exclusive Rights"
+    assert embedding_text(sample).startswith("U.S. Copyright Act — Exclusive Rights — § 107.")
+
+
+def test_source_credits_are_not_indexed(chunks) -> None:  # type: ignore[no-untyped-def]
+    assert not any(c.page_content.startswith("Source credit:") for c in chunks)
+
+
+def test_list_items_and_run_in_labels_are_sentence_units(corpus: Corpus) -> None:
+    text = corpus.text_of("article")
+    checklist = [
+        text[s.start : s.end] for p in section_sentences(corpus.article_section("Practical Checklist"), text) for s in p
+    ]
+    assert len(checklist) == 8 and all(item.startswith("- ") for item in checklist)
+    what = [
+        text[s.start : s.end]
+        for p in section_sentences(corpus.article_section("What Stem Separation Actually Does"), text)
+        for s in p
+    ]
+    assert any(s.startswith("Reproduction. Processing a copyrighted recording") for s in what)
+    assert "Extraction vs. creation. Some argue" in " ".join(what)
+    assert not any(s == "Reproduction." for s in what)
+
+
+def test_sentences_are_exact_slices_inside_their_chunk(corpus: Corpus, chunks) -> None:  # type: ignore[no-untyped-def]
+    by_id = {str(c.id): c for c in chunks}
+    for sentence in sentence_documents(corpus, chunks):
+        meta = sentence.metadata
+        assert corpus.text_of(meta["source_id"])[meta["start"] : meta["end"]] == sentence.page_content
+        chunk = by_id[meta["chunk_id"]]
+        assert chunk.metadata["start"] <= meta["start"] < meta["end"] <= chunk.metadata["end"]
