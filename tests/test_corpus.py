@@ -100,12 +100,12 @@ def test_missing_text_file_is_a_clear_error(tmp_path: Path, corpus: Corpus) -> N
     copy = tmp_path / "corpus"
     shutil.copytree(corpus.directory, copy)
     (copy / "wipo_wct.md").unlink()
-    with pytest.raises(CorpusError, match="wipo_wct.md is missing"):
+    with pytest.raises(CorpusError, match=r"wipo_wct\.md is missing"):
         load_corpus(copy)
 
 
 def test_missing_sources_yaml_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(CorpusError, match="No sources.yaml"):
+    with pytest.raises(CorpusError, match=r"No sources\.yaml"):
         load_corpus(tmp_path)
 
 
