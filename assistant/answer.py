@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -38,6 +38,12 @@ _STRONG_HEDGE = re.compile(
     r"\b(?:not airtight|not clearly resolved|untested|not been tested|not (?:yet )?settled|unclear|uncertain)\b",
     re.IGNORECASE,
 )
+_ASKS_FOR_A_LIST = re.compile(
+    r"\b(?:list|checklist|situations|sources|cite[sd]?|steps|summari[sz]e|all the|every|five|"
+    r"what are the|which are the)\b",
+    re.IGNORECASE,
+)
+_DEFINED_TERM = re.compile(r"^(?:An?|The|A person’s)?\s*“([^”]+)”")
 _LIST_ITEM = re.compile(r"^(?:- |\(\w{1,4}\) |\d+\. )")
 _LEAD_IN = ("—", ":", "following")
 _ASKS_ABOUT_LAWYERS = re.compile(r"\b(?:lawyer|attorney|solicitor|counsel|legal (?:help|advice)|professional)", re.I)
@@ -50,6 +56,8 @@ class CompositionRequest:
     query: PreparedQuery
     query_vector: np.ndarray
     passages: Sequence[Document]
+    situation_vectors: np.ndarray | None = None
+    """Embeddings of the 'When to Ask a Lawyer' bullets that match the user's situation, if any."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,7 @@ class _Candidate:
     sentence: Sentence
     score: float
     passage: Document
+    similarity: float = 0.0
 
 
 def distinct_sections(passages: Sequence[Document], limit: int = 3) -> list[str]:
@@ -110,15 +119,32 @@ class ExtractiveComposer:
     min_sentence_similarity = 0.22
     # How far below the best sentence another may score and still be included: close for
     # the best section's context, wider for the best sentence of the next-ranked sections.
-    margin = 0.16
+    margin = 0.3
     section_margin = 0.4
+    leader_similarity = 0.3
+    max_leaders = 2
+    # How much the retriever's ranking of a sentence's passage counts against the sentence's own match.
+    passage_weight = 0.6
     # A sentence this short states a topic; the next one says what it is.
     topic_sentence_chars = 90
 
-    def __init__(self, corpus: Corpus, sentences: SentenceBank, max_sentences: int = 5) -> None:
+    lexical_weight = 0.35
+    situation_weight = 1.0
+
+    def __init__(
+        self, corpus: Corpus, sentences: SentenceBank, max_sentences: int = 5, idf: Mapping[str, float] | None = None
+    ) -> None:
         self._corpus = corpus
         self._sentences = sentences
         self._max_sentences = max_sentences
+        self._idf = idf or {}
+
+    def _weighted_overlap(self, terms: set[str], tokens: set[str]) -> float:
+        """Share of the question's terms found in a sentence, rare terms counting more than common ones."""
+        if not terms:
+            return 0.0
+        weights = {t: max(self._idf.get(t, 1.0), 0.1) for t in terms}
+        return sum(w for t, w in weights.items() if t in tokens) / sum(weights.values())
 
     def _candidates(self, request: CompositionRequest) -> list[_Candidate]:
         top = float(request.passages[0].metadata["score"])
@@ -130,19 +156,39 @@ class ExtractiveComposer:
         for doc in request.passages:
             chunk_id = str(doc.id)
             similarities = self._sentences.similarities(chunk_id, request.query_vector)
-            for sentence, similarity in zip(self._sentences.sentences(chunk_id), similarities, strict=True):
+            situations = (
+                np.max(np.stack([self._sentences.similarities(chunk_id, v) for v in request.situation_vectors]), axis=0)
+                if request.situation_vectors is not None and len(request.situation_vectors)
+                else None
+            )
+            for index, (sentence, similarity) in enumerate(
+                zip(self._sentences.sentences(chunk_id), similarities, strict=True)
+            ):
                 if sentence.text.strip() in request.query.already_said or len(sentence.text) < 12:
                     continue
                 tokens = set(content_tokens(sentence.text))
-                lexical = len(terms & tokens) / len(terms) if terms else 0.0
+                lexical = self._weighted_overlap(terms, tokens)
                 focused = len(focus & tokens) / len(focus) if focus else 0.0
                 phrase = 0.1 if phrases & _bigrams(sentence.text) else 0.0
                 passage = float(doc.metadata["score"]) - top
                 situation = 0.15 if sentence.section in request.query.preferred_sections else 0.0
                 if sentence.section == ESCALATION_HEADING and not asks_about_lawyers:
                     situation -= 0.1  # its bullets reach the user as notices when they apply
-                score = float(similarity) + 0.35 * lexical + 0.25 * focused + phrase + situation + 0.6 * passage
-                candidates.append(_Candidate(sentence, score, doc))
+                score = (
+                    float(similarity)
+                    + self.lexical_weight * lexical
+                    + 0.25 * focused
+                    + phrase
+                    + situation
+                    + self.passage_weight * passage
+                )
+                if situations is not None:
+                    # The user's situation leads: what the sections that speak to it say about it.
+                    weight = self.situation_weight if sentence.section in request.query.preferred_sections else 0.2
+                    score += weight * float(situations[index])
+                if request.query.wants_definition and _defines(sentence.text, terms):
+                    score += 0.35  # "How does the Act define sound recordings?" -> the definition itself
+                candidates.append(_Candidate(sentence, score, doc, float(similarity)))
         candidates.sort(key=lambda c: -c.score)
         return candidates
 
@@ -155,18 +201,44 @@ class ExtractiveComposer:
         )
         return float(top.metadata["score"]) >= self.min_passage_score and best >= self.min_sentence_similarity
 
-    def _select(self, candidates: list[_Candidate], passages: Sequence[Document]) -> list[_Candidate]:
+    def _select(
+        self, candidates: list[_Candidate], passages: Sequence[Document], wants_list: bool = False
+    ) -> list[_Candidate]:
         best = candidates[0]
         chosen = [best]
 
-        def add(candidate: _Candidate) -> None:
-            if len(chosen) >= self._max_sentences or any(c.sentence == candidate.sentence for c in chosen):
+        def add(candidate: _Candidate, reserve: int | None = None) -> None:
+            room = self._max_sentences - (len(leaders) if reserve is None else reserve)
+            if len(chosen) >= room or any(c.sentence == candidate.sentence for c in chosen):
                 return
             if candidate.sentence.text.rstrip().endswith(_LEAD_IN) and candidate is not best:
                 return  # a lead-in without its list says nothing
             chosen.append(candidate)
 
         by_sentence = {c.sentence: c for c in candidates}
+        # The best sentence of each of the next-ranked sections, when it is relevant in its own right:
+        # the answer then spans the sections that retrieval ranks highest.
+        leaders: list[_Candidate] = []
+        for section in distinct_sections(passages):
+            leader = next((c for c in candidates if c.sentence.section == section), None)
+            if leader is None or section == best.sentence.section:
+                continue
+            if leader.score >= best.score - self.section_margin or leader.similarity >= self.leader_similarity:
+                leaders.append(leader)
+        leaders = leaders[: self.max_leaders]
+        # Asked for the list itself ("summarise the checklist"): give it in order, from its start.
+        if wants_list and _LIST_ITEM.match(best.sentence.text):
+            items = [
+                s
+                for s in self._sentences.section_run(best.sentence)
+                if s.paragraph == best.sentence.paragraph
+                and s.chunk_id == best.sentence.chunk_id
+                and _LIST_ITEM.match(s.text)
+            ]
+            chosen.clear()
+            for item in items[: self._max_sentences]:
+                chosen.append(by_sentence.get(item, _Candidate(item, best.score, best.passage)))
+            return chosen
         # A lead-in ("... the factors to be considered shall include—") brings its list along.
         if best.sentence.text.rstrip().endswith(_LEAD_IN):
             for item in self._sentences.following(best.sentence, self._max_sentences - 1):
@@ -195,13 +267,8 @@ class ExtractiveComposer:
             if hedges and len(chosen) + hedges[0] + 1 <= self._max_sentences:
                 for later in run[: hedges[0] + 1]:  # the hedge and what leads up to it, so the quote reads on
                     add(by_sentence.get(later, _Candidate(later, claim.score, claim.passage)))
-        # The best sentence of each of the next-ranked sections, when it is close enough.
-        for section in distinct_sections(passages):
-            if section == best.sentence.section:
-                continue
-            leader = next((c for c in candidates if c.sentence.section == section), None)
-            if leader is not None and leader.score >= best.score - self.section_margin:
-                add(leader)
+        for leader in leaders:
+            add(leader, reserve=0)
         # Then context from the chosen passages: neighbours, and the hedges that qualify them.
         for candidate in candidates[1:]:
             if len(chosen) >= self._max_sentences:
@@ -232,7 +299,7 @@ class ExtractiveComposer:
         candidates = self._candidates(request)
         if not candidates:
             return not_covered(request.passages)
-        chosen = self._select(candidates, request.passages)
+        chosen = self._select(candidates, request.passages, bool(_ASKS_FOR_A_LIST.search(request.query.original)))
         # Sections in the order they were chosen (best first), sentences in file order within each.
         section_order = list(dict.fromkeys(c.sentence.section for c in chosen))
         chosen.sort(key=lambda c: (section_order.index(c.sentence.section), c.sentence.source_id, c.sentence.start))
@@ -294,6 +361,12 @@ class ExtractiveComposer:
                 f"A quote for [{citation.n}] does not match its source text; the answer was withheld. "
                 "Rebuild the index with 'assistant index --force'."
             )
+
+
+def _defines(sentence: str, query_terms: set[str]) -> bool:
+    """Whether the sentence is a § 101-style definition of a term the question names."""
+    match = _DEFINED_TERM.match(sentence)
+    return match is not None and set(content_tokens(match.group(1))) <= query_terms
 
 
 def _bigrams(text: str) -> set[tuple[str, str]]:

@@ -75,9 +75,11 @@ def _expected(corpus: Corpus, settings: Settings) -> dict[str, Any]:
     return expected_manifest(corpus, settings)
 
 
-def make_composer(settings: Settings, corpus: Corpus, sentences: SentenceBank) -> AnswerComposer:
+def make_composer(
+    settings: Settings, corpus: Corpus, sentences: SentenceBank, idf: dict[str, float] | None = None
+) -> AnswerComposer:
     """The answer composer named by ``settings.composer``."""
-    composers = {"extractive": lambda: ExtractiveComposer(corpus, sentences, settings.max_sentences)}
+    composers = {"extractive": lambda: ExtractiveComposer(corpus, sentences, settings.max_sentences, idf)}
     try:
         return composers[settings.composer]()
     except KeyError:
@@ -107,10 +109,13 @@ class Assistant:
         self._preparer = QueryPreparer(vocabulary(chunks))
         self._sentences = SentenceBank.from_store(open_sentence_store(build, self._embeddings))
         self._scope = ScopeCheck(self.corpus)
+        triggers = self.corpus.escalation_triggers
+        vectors = self._embeddings.embed_documents([t.text for t in triggers])
+        self._bullet_vectors = {t.id: np.asarray(v, dtype=float) for t, v in zip(triggers, vectors, strict=True)}
         self._retriever = HybridRetriever(
             self._store, chunks, self._embeddings, self._preparer, self._sentences, self.settings.candidates
         )
-        self._composer = composer or make_composer(self.settings, self.corpus, self._sentences)
+        self._composer = composer or make_composer(self.settings, self.corpus, self._sentences, self._retriever.idf)
         self._detector = EscalationDetector(
             self.corpus.escalation_triggers,
             lambda m: self._preparer.prepare(m).text,
@@ -186,8 +191,13 @@ class Assistant:
         if out_of_scope is not None:
             composition = not_covered(passages, out_of_scope.reason)
         else:
+            situation_vectors = (
+                np.stack([self._bullet_vectors[e.trigger] for e in escalations]) if escalations else None
+            )
             composition = self._composer.compose(
-                CompositionRequest(query=prepared, query_vector=vector, passages=passages)
+                CompositionRequest(
+                    query=prepared, query_vector=vector, passages=passages, situation_vectors=situation_vectors
+                )
             )
         answer = Answer(
             answer=composition.answer,

@@ -62,6 +62,11 @@ class BM25Retriever:
         self.chunks = list(chunks)
         self._bm25 = BM25Okapi([content_tokens(embedding_text(doc)) for doc in self.chunks])
 
+    @property
+    def idf(self) -> dict[str, float]:
+        """Inverse document frequency of every term over the chunks."""
+        return dict(self._bm25.idf)
+
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every chunk, in chunk order."""
         return np.asarray(self._bm25.get_scores(content_tokens(query)), dtype=float)
@@ -102,6 +107,7 @@ class HybridRetriever:
     ) -> None:
         self._store = store
         self._lexical = BM25Retriever(chunks)
+        self.idf = self._lexical.idf
         self._chunks = self._lexical.chunks
         self._position = {str(doc.id): i for i, doc in enumerate(self._chunks)}
         self._embeddings = embeddings

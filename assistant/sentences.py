@@ -80,6 +80,10 @@ class SentenceBank:
         sims = self.similarities(chunk_id, query_vector)
         return float(sims.max()) if len(sims) else 0.0
 
+    def section_run(self, sentence: Sentence) -> list[Sentence]:
+        """Every sentence of the sentence's section, in file order."""
+        return self._by_section.get((sentence.source_id, sentence.section), [])
+
     def following(self, sentence: Sentence, count: int) -> list[Sentence]:
         """Up to ``count`` sentences after ``sentence`` in its section (across chunks)."""
         run = self._by_section.get((sentence.source_id, sentence.section), [])

@@ -96,7 +96,7 @@ class Settings(BaseSettings):
         description="Questions offered as one-click starters in the chat and the widget.",
     )
     stream_delay: float = Field(
-        default=0.02,
+        default=0.03,
         ge=0,
         le=1,
         description="Seconds between streamed pieces of an answer in the chat UI (0 sends it in one piece).",

@@ -1,0 +1,180 @@
+"""HTTP API routes under ``/api``, and the one place errors become JSON.
+
+Every error response has the same shape (``error``, ``message``, ``status``,
+``disclaimer``) and the right status: 400 bad input or malformed body, 404
+unknown answer, 413 too long, 429 rate limited (see ``ratelimit``), 503 not
+ready or busy. Input problems the assistant reports (empty, too long, bad
+history) change nothing on the server.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from assistant.errors import AssistantError, InputError
+from assistant.feedback import MAX_COMMENT_CHARS, Vote
+from assistant.schemas import Answer, Message
+
+if TYPE_CHECKING:
+    from assistant.server import AssistantService
+
+INPUT_PROBLEM_STATUS = {"too_long": 413, "empty": 400, "invalid_history": 400}
+API_METHODS = {"/api/ask": "POST", "/api/feedback": "POST", "/api/health": "GET"}
+STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_long", 503: "not_ready"}
+
+
+class AskRequest(BaseModel):
+    """A question, with the conversation so far for follow-ups."""
+
+    question: str = Field(
+        description="The user's question (plain text).", examples=["Does Spotify allow stem extraction?"]
+    )
+    history: list[Message] = Field(
+        default_factory=list, description="Earlier turns, oldest first: {role: 'user'|'assistant', content}."
+    )
+
+
+class FeedbackRequest(BaseModel):
+    """A thumbs up/down (and optional comment) on one answer."""
+
+    answer_id: str = Field(description="The answer_id returned by /api/ask.")
+    vote: Vote = Field(description="'up' or 'down'.")
+    comment: str | None = Field(default=None, description=f"Optional comment, at most {MAX_COMMENT_CHARS} characters.")
+    question: str | None = Field(
+        default=None, description="The question; only needed when the server no longer remembers the answer."
+    )
+    answer: str | None = Field(
+        default=None, description="The answer text; only needed when the server no longer remembers the answer."
+    )
+
+
+class FeedbackResponse(BaseModel):
+    """Sent only once the feedback is committed to disk."""
+
+    saved: bool = Field(description="Always true: the vote is stored.")
+    answer_id: str
+    vote: Vote
+    comment: str | None
+    updated_at: str
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    error: str = Field(description="Machine-readable code, e.g. 'too_long', 'rate_limited', 'index_not_ready'.")
+    message: str = Field(description="What went wrong and what to do, safe to show to a user.")
+    status: int = Field(description="The HTTP status, repeated.")
+    disclaimer: str = Field(description="The article's Legal Disclaimer, verbatim.")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        400: "Bad input or malformed body",
+        413: "Question or body too long",
+        429: "Rate limited (see Retry-After)",
+        503: "Index not ready, or server busy",
+    }.items()
+}
+
+
+def error_code(error: AssistantError) -> str:
+    """``IndexNotReadyError`` → ``index_not_ready``; plain input errors → ``bad_request``."""
+    if type(error) is InputError:
+        return "bad_request"
+    name = type(error).__name__.removesuffix("Error")
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() or "error"
+
+
+def _validation_message(error: RequestValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        if item.get("type") == "json_invalid":
+            return "The request body is not valid JSON."
+        where = ".".join(str(part) for part in item.get("loc", ())[1:]) or "body"
+        problems.append(f"{where}: {item.get('msg', 'invalid')}")
+    return "The request is malformed: " + "; ".join(problems[:5])
+
+
+def install_error_handlers(app: FastAPI, service: AssistantService) -> None:
+    """Turn domain errors, malformed requests and HTTP errors into the one JSON error shape."""
+
+    def respond(code: str, message: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+        body = ErrorResponse(error=code, message=message, status=status, disclaimer=service.disclaimer)
+        return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+    async def on_assistant_error(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, AssistantError)
+        headers = {"retry-after": "30"} if error.status_code == 503 else None
+        return respond(error_code(error), str(error), error.status_code, headers)
+
+    async def on_validation_error(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        return respond("bad_request", _validation_message(error), 400)
+
+    async def on_http_error(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, StarletteHTTPException)
+        code = STATUS_CODES.get(error.status_code, "http_error")
+        return respond(code, str(error.detail), error.status_code, dict(error.headers or {}))
+
+    async def on_unexpected(_: Request, __: Exception) -> JSONResponse:
+        return respond("internal_error", "Something went wrong on the server; please try again.", 500)
+
+    app.add_exception_handler(AssistantError, on_assistant_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def build_router(service: AssistantService) -> APIRouter:
+    """``POST /api/ask``, ``POST /api/feedback``, ``GET /api/health``."""
+    router = APIRouter(prefix="/api", tags=["assistant"])
+
+    @router.post("/ask", response_model=Answer, responses=ERROR_RESPONSES)
+    def ask(request: AskRequest) -> Answer | JSONResponse:
+        """Answer a question from the article and its sources, with citations, notices and the disclaimer."""
+        answer = service.ask(request.question, request.history)
+        if answer.input_problem is not None:
+            status = INPUT_PROBLEM_STATUS.get(answer.input_problem, 400)
+            body = ErrorResponse(
+                error=answer.input_problem, message=answer.answer, status=status, disclaimer=answer.disclaimer
+            )
+            return JSONResponse(body.model_dump(), status_code=status)
+        return answer
+
+    @router.post("/feedback", response_model=FeedbackResponse, responses=ERROR_RESPONSES)
+    def feedback(request: FeedbackRequest) -> FeedbackResponse:
+        """Store a thumbs up/down with an optional comment; answered only after it is on disk."""
+        record = service.feedback(request.answer_id, request.vote, request.comment, request.question, request.answer)
+        return FeedbackResponse(
+            saved=True,
+            answer_id=record.answer_id,
+            vote=record.vote,
+            comment=record.comment,
+            updated_at=record.updated_at,
+        )
+
+    @router.get("/health", responses={503: {"description": "Still loading, or failed to load"}})
+    def health() -> JSONResponse:
+        """Whether the index is ready, with counts, embedding model and version (503 until ready)."""
+        info = service.health()
+        if not info["ready"]:
+            info["disclaimer"] = service.disclaimer
+        return JSONResponse(info, status_code=200 if info["ready"] else 503)
+
+    @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    def unknown_route(path: str, request: Request) -> None:
+        """Unknown API paths and wrong methods answer in the API's JSON error shape, not the chat page's."""
+        allowed = API_METHODS.get(f"/api/{path}")
+        if allowed is not None:
+            raise StarletteHTTPException(405, f"Use {allowed} for {request.url.path}.", headers={"allow": allowed})
+        raise StarletteHTTPException(404, f"No API route {request.url.path}; see /docs.")
+
+    return router

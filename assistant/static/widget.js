@@ -1,0 +1,133 @@
+/*
+ * Help widget loader. A site adds:
+ *   <script src="https://HOST/widget.js" data-title="…" data-starters="Q1|Q2" data-position="bottom-right"
+ *           data-color="#2f4eb5" async></script>
+ * It draws a floating button (inside a Shadow DOM, so the host's CSS cannot reach it) that opens
+ * HOST/widget in an iframe. No key, cookie or secret is used; the frame talks only to its own server.
+ */
+(function () {
+  "use strict";
+
+  var script = document.currentScript;
+  if (!script) {
+    var candidates = document.querySelectorAll('script[src*="widget.js"]');
+    script = candidates[candidates.length - 1];
+  }
+  if (!script || window.__stemHelpWidgetLoaded) {
+    return;
+  }
+  window.__stemHelpWidgetLoaded = true;
+
+  var scriptUrl = new URL(script.src, window.location.href);
+  var base = new URL(".", scriptUrl);
+  var title = (script.getAttribute("data-title") || "Stem separation: legal questions").slice(0, 80);
+  var starters = script.getAttribute("data-starters") || "";
+  var left = (script.getAttribute("data-position") || "bottom-right").indexOf("left") !== -1;
+  var color = script.getAttribute("data-color") || "";
+  if (!/^(#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6}|[a-zA-Z]{3,20})$/.test(color)) {
+    color = "#2f4eb5";
+  }
+
+  var frameUrl = new URL("widget", base);
+  frameUrl.searchParams.set("title", title);
+  if (starters) {
+    frameUrl.searchParams.set("starters", starters.slice(0, 4000));
+  }
+  frameUrl.searchParams.set("color", color);
+
+  var host = document.createElement("div");
+  host.setAttribute("data-stem-help-widget", "");
+  var root = host.attachShadow({ mode: "open" });
+  var side = left ? "left" : "right";
+
+  var style = document.createElement("style");
+  style.textContent = [
+    ":host { all: initial; }",
+    ".launcher { position: fixed; bottom: 20px; " + side + ": 20px; z-index: 2147483646;",
+    "  width: 56px; height: 56px; border-radius: 50%; border: 0; cursor: pointer;",
+    "  background: var(--accent); color: #fff; font: 600 24px/1 system-ui, sans-serif;",
+    "  box-shadow: 0 4px 14px rgba(0,0,0,.28); }",
+    ".launcher:focus-visible { outline: 3px solid #000; outline-offset: 3px; }",
+    ".panel { position: fixed; bottom: 88px; " + side + ": 20px; z-index: 2147483647;",
+    "  width: min(400px, calc(100vw - 24px)); height: min(640px, calc(100vh - 110px));",
+    "  border-radius: 12px; overflow: hidden; background: #fff;",
+    "  box-shadow: 0 10px 40px rgba(0,0,0,.3); display: none; }",
+    ".panel.open { display: block; }",
+    ".panel iframe { width: 100%; height: 100%; border: 0; display: block; }",
+    "@media (max-width: 480px) {",
+    "  .panel { " + side + ": 6px; bottom: 80px; width: calc(100vw - 12px); height: calc(100vh - 96px); }",
+    "}",
+  ].join("\n");
+
+  var launcher = document.createElement("button");
+  launcher.type = "button";
+  launcher.className = "launcher";
+  launcher.style.setProperty("--accent", color);
+  launcher.setAttribute("aria-label", "Open help: " + title);
+  launcher.setAttribute("aria-expanded", "false");
+  launcher.setAttribute("aria-controls", "stem-help-panel");
+  launcher.textContent = "?";
+
+  var panel = document.createElement("div");
+  panel.className = "panel";
+  panel.id = "stem-help-panel";
+  panel.setAttribute("role", "dialog");
+  panel.setAttribute("aria-label", title);
+
+  var frame = null;
+
+  function open() {
+    if (!frame) {
+      frame = document.createElement("iframe");
+      frame.title = title;
+      frame.src = frameUrl.toString();
+      frame.setAttribute("referrerpolicy", "no-referrer");
+      panel.appendChild(frame);
+    }
+    panel.classList.add("open");
+    launcher.setAttribute("aria-expanded", "true");
+    launcher.setAttribute("aria-label", "Close help: " + title);
+    launcher.textContent = "\u00d7";
+    frame.focus();
+  }
+
+  function close() {
+    panel.classList.remove("open");
+    launcher.setAttribute("aria-expanded", "false");
+    launcher.setAttribute("aria-label", "Open help: " + title);
+    launcher.textContent = "?";
+    launcher.focus();
+  }
+
+  launcher.addEventListener("click", function () {
+    if (panel.classList.contains("open")) {
+      close();
+    } else {
+      open();
+    }
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && panel.classList.contains("open")) {
+      close();
+    }
+  });
+  // Escape pressed inside the frame arrives as a message from the widget's own origin.
+  window.addEventListener("message", function (event) {
+    if (event.origin === base.origin && event.data === "stem-help:close" && panel.classList.contains("open")) {
+      close();
+    }
+  });
+
+  root.appendChild(style);
+  root.appendChild(panel);
+  root.appendChild(launcher);
+
+  function attach() {
+    document.body.appendChild(host);
+  }
+  if (document.body) {
+    attach();
+  } else {
+    document.addEventListener("DOMContentLoaded", attach);
+  }
+})();

@@ -1,0 +1,316 @@
+"""The chat UI (Gradio Blocks), mounted at ``/`` of the one server.
+
+Each reply is a group of separate chat messages: the answer (streamed in,
+with ``[n]`` markers), one collapsed source card per citation, the lawyer
+notices, and the disclaimer. Because the disclaimer is its own message, no
+text in the answer can swallow or restyle it. User text is escaped so it is
+always shown as text, never as HTML or Markdown; answer links survive only
+when they point at a corpus URL.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+
+import gradio as gr  # imported after analytics is switched off
+from fastapi import FastAPI
+
+from assistant.errors import AssistantError
+from assistant.feedback import MAX_COMMENT_CHARS, Vote
+from assistant.schemas import Answer
+from assistant.widget import STATIC_DIR
+
+if TYPE_CHECKING:
+    from assistant.corpus import Corpus
+    from assistant.server import AssistantService
+    from assistant.settings import Settings
+
+ChatState = dict[str, Any]
+Messages = list[dict[str, Any]]
+Update = tuple[Messages, ChatState, Any]
+
+_MARKDOWN_PUNCTUATION = set("\\`*_{}[]()#+-.!|~$")
+_HTML = {"<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;"}
+_LINK = re.compile(r"\[(?P<text>[^\]\n]*)\]\((?P<url>[^)\s]+)(?:\s+\"[^\"\n]*\")?\)")
+_WORDS = re.compile(r"\S+\s*")
+PENDING_TITLE = "Looking through the article and its sources…"
+NOTICE_TITLE = "⚖️ When to ask a lawyer"
+NOTE_TITLE = "ℹ️ Note"
+STREAM_PIECES = 12
+SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]
+MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "monospace"]
+
+
+def escape_text(text: str) -> str:
+    """Markdown that displays ``text`` literally: no HTML, no formatting, no links."""
+    out = []
+    for char in text:
+        if char in _HTML:
+            out.append(_HTML[char])
+        elif char in _MARKDOWN_PUNCTUATION:
+            out.append("\\" + char)
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def allowed_urls(corpus: Corpus) -> frozenset[str]:
+    """Every URL the corpus names: the only places answers may link to."""
+    urls = {source.url for source in [corpus.article, *corpus.sources] if source.url}
+    urls |= {section.url for section in corpus.sections if section.url}
+    return frozenset(urls)
+
+
+def safe_answer_markdown(text: str, allowed: frozenset[str]) -> str:
+    """The answer's Markdown with raw HTML neutralised and links kept only to corpus URLs."""
+    kept: list[str] = []
+
+    def keep_or_strip(match: re.Match[str]) -> str:
+        label = match.group("text").replace("<", "&lt;")
+        if match.group("url") in allowed:
+            kept.append(f"[{label}]({match.group('url')})")
+            return f"\x00{len(kept) - 1}\x00"
+        return label
+
+    text = _LINK.sub(keep_or_strip, text.replace("\x00", ""))
+    text = text.replace("&", "&amp;").replace("<", "&lt;")
+    text = re.sub(r"(?i)\b(https?|ftp):/+", lambda m: m.group(0).replace(":", "\\:"), text)
+    text = re.sub(r"(?i)\bwww\.", "www\\.", text)
+    return re.sub(r"\x00(\d+)\x00", lambda m: kept[int(m.group(1))], text)
+
+
+def reply_messages(answer: Answer, allowed: frozenset[str]) -> Messages:
+    """Source cards, notices and the disclaimer that follow the answer text."""
+    messages: Messages = []
+    for citation in answer.citations:
+        quote = "\n".join("> " + escape_text(line) if line.strip() else ">" for line in citation.quote.splitlines())
+        body = quote
+        if citation.url and citation.url in allowed:
+            body += f"\n\n[Open {escape_text(citation.source_title)} ↗]({citation.url})"
+        title = escape_text(f"[{citation.n}] {citation.source_title} — {citation.section}")
+        messages.append({"role": "assistant", "content": body, "metadata": {"title": title, "status": "done"}})
+    for note in answer.notices:
+        messages.append({"role": "assistant", "content": f"*{escape_text(note)}*", "metadata": {"title": NOTE_TITLE}})
+    for notice in answer.escalations:
+        where = escape_text(f"“{notice.section}”" + (f", {notice.source_title}" if notice.source_title else ""))
+        body = f"{escape_text(notice.text)}\n\n*From {where}.*"
+        messages.append({"role": "assistant", "content": body, "metadata": {"title": NOTICE_TITLE}})
+    disclaimer = f"<small><strong>Legal disclaimer:</strong> {escape_text(answer.disclaimer)}</small>"
+    messages.append({"role": "assistant", "content": disclaimer})
+    return messages
+
+
+def answer_text(answer: Answer, allowed: frozenset[str]) -> str:
+    """The answer body shown in the chat (closest sections appended when the corpus has no answer)."""
+    text = safe_answer_markdown(answer.answer, allowed)
+    missing = [section for section in answer.closest_sections if section not in answer.answer]
+    if not answer.answered and missing:
+        text += "\n\nClosest sections: " + ", ".join(escape_text(section) for section in missing)
+    return text
+
+
+def stream_pieces(text: str, pieces: int = STREAM_PIECES) -> Iterator[str]:
+    """At most ``pieces`` growing prefixes of ``text``, cut between words; the last one is the whole text.
+
+    A fixed number of pieces, not a fixed number of words: every streamed update costs the server
+    a round of serialising the conversation, so long answers must not mean many more updates.
+    """
+    words = _WORDS.findall(text)
+    step = max(1, -(-len(words) // pieces))
+    for end in range(step, len(words), step):
+        yield "".join(words[:end])
+    yield text
+
+
+def new_state() -> ChatState:
+    """An empty conversation: what is shown, engine history, answered turns, the vote awaiting a comment.
+
+    It lives on the server (``gr.State``), so the browser never sends the conversation back.
+    """
+    return {"messages": [], "history": [], "turns": [], "vote": None}
+
+
+class ChatHandlers:
+    """The event handlers of the chat page, bound to one service."""
+
+    def __init__(self, service: AssistantService) -> None:
+        self.service = service
+        self.allowed = allowed_urls(service.corpus)
+        self.delay = service.settings.stream_delay
+
+    def respond(self, question: str, state: ChatState) -> Iterator[Update]:
+        """Show the question, stream the answer in, then add source cards, notices and disclaimer."""
+        before = list(state["messages"])
+        shown = [*before, {"role": "user", "content": escape_text(question)}]
+        pending = {"role": "assistant", "content": "", "metadata": {"title": PENDING_TITLE, "status": "pending"}}
+        yield [*shown, pending], state, ""
+        try:
+            answer = self.service.ask(question, state["history"])
+        except AssistantError as error:
+            yield before, state, question
+            raise gr.Error(str(error)) from None
+        if answer.input_problem is not None:
+            yield before, state, question
+            gr.Warning(answer.answer)
+            return
+        index = len(shown)
+        for piece in stream_pieces(answer_text(answer, self.allowed)):
+            yield [*shown, {"role": "assistant", "content": piece}], state, gr.skip()
+            if self.delay:
+                time.sleep(self.delay)
+        final = [*shown, {"role": "assistant", "content": answer_text(answer, self.allowed)}]
+        final += reply_messages(answer, self.allowed)
+        state["history"] += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.answer}]
+        state["turns"].append({"answer_id": answer.answer_id, "index": index, "end": len(final)})
+        state["messages"] = final
+        yield final, state, gr.skip()
+
+    def respond_example(self, state: ChatState, event: gr.SelectData) -> Iterator[Update]:
+        """A starter question was clicked: answer it like a typed one."""
+        value = event.value if isinstance(event.value, dict) else {}
+        yield from self.respond(str(value.get("text", "")), state)
+
+    def vote(self, state: ChatState, event: gr.LikeData) -> tuple[Any, Any, str, ChatState]:
+        """Store a thumbs up/down at once, then offer an optional comment."""
+        index = event.index[0] if isinstance(event.index, tuple | list) else event.index
+        turn = next((t for t in state["turns"] if t["index"] <= index < t["end"]), None)
+        if turn is None or event.liked not in (True, False):
+            state["vote"] = None
+            return gr.update(visible=False), gr.update(value=""), "", state
+        vote: Vote = "up" if event.liked else "down"
+        try:
+            self.service.feedback(turn["answer_id"], vote)
+        except AssistantError as error:
+            raise gr.Error(str(error)) from None
+        state["vote"] = {"answer_id": turn["answer_id"], "vote": vote}
+        label = f"Thanks, your {'👍' if vote == 'up' else '👎'} is saved. Add a comment (optional)"
+        return gr.update(visible=True), gr.update(value="", label=label), "Feedback saved.", state
+
+    def comment(self, text: str, state: ChatState) -> tuple[Any, Any, str, ChatState]:
+        """Attach the comment to the vote just given."""
+        pending = state.get("vote")
+        if not pending:
+            return gr.update(visible=False), gr.update(value=""), "", state
+        try:
+            self.service.feedback(pending["answer_id"], pending["vote"], text)
+        except AssistantError as error:
+            raise gr.Error(str(error)) from None
+        state["vote"] = None
+        return gr.update(visible=False), gr.update(value=""), "Comment saved. Thank you!", state
+
+    @staticmethod
+    def new_chat() -> tuple[Messages, ChatState, str, Any, str]:
+        """Forget the conversation (stored feedback stays)."""
+        return [], new_state(), "", gr.update(visible=False), ""
+
+
+def build_chat(service: AssistantService) -> gr.Blocks:
+    """The chat page: jurisdiction note, chat with starters, feedback, disclaimer."""
+    corpus, settings = service.corpus, service.settings
+    handlers = ChatHandlers(service)
+    demo: gr.Blocks
+    with gr.Blocks(title=corpus.article.title, analytics_enabled=False, fill_height=True) as demo:
+        gr.Markdown(f"# {escape_text(corpus.article.title)}", elem_id="title")
+        gr.Markdown(
+            f"**Applies to:** {escape_text(corpus.jurisdiction_note)}. "
+            "Answers quote the article and the sources it cites; this is general information, not legal advice.",
+            elem_id="jurisdiction",
+        )
+        state = gr.State(new_state())
+        chatbot = gr.Chatbot(
+            elem_id="chat",
+            label="Conversation",
+            show_label=False,
+            scale=1,
+            height="62vh",
+            min_height=320,
+            layout="bubble",
+            buttons=["copy", "copy_all"],
+            sanitize_html=True,
+            allow_tags=False,
+            latex_delimiters=[],
+            allow_file_downloads=False,
+            feedback_options=("Like", "Dislike"),
+            placeholder="Ask a question, or pick one of these to start:",
+            examples=[{"text": question} for question in settings.starter_questions],
+        )
+        question = gr.Textbox(
+            elem_id="question",
+            show_label=False,
+            placeholder="Ask about stem separation and the law…",
+            max_length=settings.max_question_chars,
+            lines=1,
+            max_lines=6,
+            submit_btn="Ask",
+            autofocus=True,
+        )
+        with gr.Row(elem_id="chat-actions"):
+            new_chat = gr.Button("New chat", variant="secondary", size="sm", elem_id="new-chat")
+        with gr.Group(visible=False, elem_id="comment-box") as comment_box:
+            comment = gr.Textbox(label="Add a comment (optional)", max_length=MAX_COMMENT_CHARS, lines=2)
+            save_comment = gr.Button("Save comment", size="sm", elem_id="save-comment")
+        status = gr.Markdown("", elem_id="feedback-status")
+        gr.Markdown(f"**Legal disclaimer:** {escape_text(service.disclaimer)}", elem_id="page-disclaimer")
+        gr.Markdown("[HTTP API](/docs) · [Embeddable widget](/widget)", elem_id="links")
+
+        # Chat events are not capped by Gradio: answers are computed within the service's answer slots
+        # (shared with the API), so the streaming pauses never hold a slot. The queue size still bounds them.
+        chat_outputs = [chatbot, state, question]
+        question.submit(
+            handlers.respond,
+            [question, state],
+            chat_outputs,
+            api_name="chat",
+            show_progress="hidden",
+            concurrency_limit=None,
+        )
+        chatbot.example_select(
+            handlers.respond_example,
+            [state],
+            chat_outputs,
+            api_visibility="private",
+            show_progress="hidden",
+            concurrency_limit=None,
+        )
+        feedback_outputs = [comment_box, comment, status, state]
+        chatbot.like(handlers.vote, [state], feedback_outputs, api_visibility="private", show_progress="hidden")
+        for trigger in (save_comment.click, comment.submit):
+            trigger(handlers.comment, [comment, state], feedback_outputs, api_visibility="private")
+        for reset in (new_chat.click, chatbot.clear):
+            reset(
+                handlers.new_chat,
+                None,
+                [chatbot, state, question, comment_box, status],
+                api_visibility="private",
+                queue=False,
+            )
+    return demo
+
+
+def mount_chat(app: FastAPI, service: AssistantService, settings: Settings) -> None:
+    """Mount the chat at ``/`` with queue limits, no share/analytics/run history, uploads capped."""
+    demo = build_chat(service)
+    demo.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_max_size, api_open=False)
+    gr.mount_gradio_app(
+        app,
+        demo,
+        path="/",
+        server_name=settings.host,
+        server_port=settings.port,
+        footer_links=[],
+        run_history=False,
+        ssr_mode=False,
+        max_file_size="1kb",
+        show_error=False,
+        mcp_server=False,
+        enable_monitoring=False,
+        pwa=False,
+        theme=gr.themes.Soft(primary_hue="indigo", font=SYSTEM_FONTS, font_mono=MONO_FONTS),
+        css_paths=[STATIC_DIR / "chat.css"],
+    )

@@ -1,0 +1,183 @@
+"""Chat UI pieces with a fake assistant: escaping, link policy, streaming, feedback handlers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pytest
+from server_fixtures import FakeAssistant
+
+from assistant.corpus import load_corpus
+from assistant.schemas import Answer
+from assistant.server import AssistantService
+from assistant.settings import Settings
+from assistant.ui import (
+    NOTICE_TITLE,
+    ChatHandlers,
+    allowed_urls,
+    build_chat,
+    escape_text,
+    new_state,
+    reply_messages,
+    safe_answer_markdown,
+    stream_pieces,
+)
+
+CORPUS_URL = "https://www.copyright.gov/title17/92chap1.html#106"
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[AssistantService]:
+    settings = Settings(_env_file=None, index_dir=tmp_path / "index", data_dir=tmp_path / "data", stream_delay=0)  # type: ignore[call-arg]
+    corpus = load_corpus(settings.corpus_dir)
+    svc = AssistantService(settings, corpus, FakeAssistant(corpus))  # type: ignore[arg-type]
+    yield svc
+    svc.close()
+
+
+def test_user_text_is_escaped_for_markdown_and_html() -> None:
+    escaped = escape_text("<img src=x onerror=alert(1)> **bold** [link](https://evil.example) & $$x$$")
+    assert "<" not in escaped and ">" not in escaped
+    assert "&lt;img src=x onerror=alert\\(1\\)&gt;" in escaped
+    assert "\\*\\*bold\\*\\*" in escaped
+    assert "\\[link\\]\\(https://evil\\.example\\)" in escaped
+    assert "&amp;" in escaped and "\\$\\$x\\$\\$" in escaped
+
+
+def test_answer_links_survive_only_to_corpus_urls(service: AssistantService) -> None:
+    allowed = allowed_urls(service.corpus)
+    assert CORPUS_URL in allowed
+    text = (
+        f"See [the Act]({CORPUS_URL}) and [this](https://evil.example/x), "
+        "https://evil.example/y or www.evil.example <b>hi</b>"
+    )
+    safe = safe_answer_markdown(text, allowed)
+    assert f"[the Act]({CORPUS_URL})" in safe
+    assert "(https://evil.example/x)" not in safe and "this" in safe
+    assert "https\\://evil.example/y" in safe
+    assert "www\\.evil" in safe
+    assert "<b>" not in safe and "&lt;b>" in safe
+
+
+def test_stream_pieces_grow_to_the_whole_text() -> None:
+    text = "One two three four five six seven. [1]\n\n- eight nine [2]"
+    pieces = list(stream_pieces(text, pieces=4))
+    assert len(pieces) == 4
+    assert len(list(stream_pieces(" ".join(["word"] * 500)))) == 12  # long answers: no more updates
+    assert pieces[-1] == text
+    assert all(text.startswith(piece) for piece in pieces)
+    assert [len(p) for p in pieces] == sorted(len(p) for p in pieces)
+
+
+def test_reply_has_collapsed_source_cards_notices_and_the_disclaimer_last(service: AssistantService) -> None:
+    answer = service.ask("Can I release my remix?")
+    messages = reply_messages(answer, allowed_urls(service.corpus))
+    card, notice, disclaimer = messages
+    assert card["metadata"]["status"] == "done"
+    assert card["metadata"]["title"].startswith("\\[1\\] U\\.S\\. Copyright Act")
+    assert card["content"].startswith("> Spotify, Apple Music")
+    assert f"]({CORPUS_URL})" in card["content"]
+    assert notice["metadata"]["title"] == NOTICE_TITLE
+    assert "commercially release" in notice["content"]
+    assert "metadata" not in disclaimer
+    assert escape_text(service.disclaimer) in disclaimer["content"]
+
+
+def test_citation_links_outside_the_corpus_are_dropped(service: AssistantService) -> None:
+    answer = service.ask("Is it legal?")
+    answer.citations[0].url = "https://evil.example/"
+    card = reply_messages(answer, allowed_urls(service.corpus))[0]
+    assert "evil.example" not in card["content"]
+
+
+def drain(updates: Iterator[Any]) -> list[Any]:
+    return list(updates)
+
+
+def test_respond_streams_then_adds_cards_and_disclaimer(service: AssistantService) -> None:
+    handlers = ChatHandlers(service)
+    state = new_state()
+    updates = drain(handlers.respond("Does Spotify allow <b>stem</b> extraction?", state))
+    first_messages, _, textbox = updates[0]
+    assert textbox == ""
+    assert first_messages[0] == {"role": "user", "content": escape_text("Does Spotify allow <b>stem</b> extraction?")}
+    assert first_messages[1]["metadata"]["status"] == "pending"
+    streamed = [messages[1]["content"] for messages, _, _ in updates[1:-1]]
+    assert len(streamed) >= 2
+    assert streamed[-1] == "Platform terms may prohibit stem extraction. [1]"
+    assert all(streamed[-1].startswith(piece) for piece in streamed)
+    final, final_state, _ = updates[-1]
+    assert final[-1]["content"].startswith("<small><strong>Legal disclaimer:</strong>")
+    assert final_state["turns"][0]["index"] == 1
+    assert final_state["history"][0] == {"role": "user", "content": "Does Spotify allow <b>stem</b> extraction?"}
+
+
+def test_bad_input_changes_nothing(service: AssistantService) -> None:
+    handlers = ChatHandlers(service)
+    state = new_state()
+    updates = drain(handlers.respond("   ", state))
+    messages, final_state, textbox = updates[-1]
+    assert messages == [] and final_state["history"] == [] and textbox == "   "
+
+
+def like(index: int, liked: bool | str) -> gr.LikeData:
+    return gr.LikeData(None, {"index": index, "value": ["..."], "liked": liked})
+
+
+def test_votes_and_comments_are_stored_for_the_right_answer(service: AssistantService) -> None:
+    handlers = ChatHandlers(service)
+    state = new_state()
+    drain(handlers.respond("first question", state))
+    drain(handlers.respond("second question", state))
+    first, second = state["turns"]
+    box, _, status, state = handlers.vote(state, like(second["index"], False))
+    assert box["visible"] is True and status == "Feedback saved."
+    stored = service.feedback_store.get(second["answer_id"])
+    assert (stored.question, stored.vote) == ("second question", "down")
+    handlers.comment("Quote the statute instead", state)
+    assert service.feedback_store.get(second["answer_id"]).comment == "Quote the statute instead"
+    handlers.vote(state, like(first["index"], True))
+    assert service.feedback_store.get(first["answer_id"]).vote == "up"
+    handlers.vote(state, like(first["index"], ""))  # clearing a vote stores nothing new
+    assert service.feedback_store.count() == 2
+
+
+def test_the_page_has_jurisdiction_note_starters_feedback_and_disclaimer(service: AssistantService) -> None:
+    demo = build_chat(service)
+    config = demo.get_config_file()
+    values = " ".join(str(c.get("props", {}).get("value", "")) for c in config["components"])
+    assert "US, EU, UK \\(untested in most courts\\)" in values
+    assert escape_text(service.disclaimer) in values
+    chatbot = next(c for c in config["components"] if c.get("props", {}).get("elem_id") == "chat")
+    props = chatbot["props"]
+    assert [e["text"] for e in props["examples"]] == service.settings.starter_questions
+    assert props["sanitize_html"] is True and props["allow_tags"] is False and props["latex_delimiters"] == []
+    assert "share" not in props["buttons"]
+    assert re.search(r'"api_name": "chat"', str(config).replace("'", '"'))
+
+
+def test_a_plain_answer_object_round_trips_through_rendering(service: AssistantService) -> None:
+    answer = Answer(
+        answer="No text covers this.", answered=False, disclaimer=service.disclaimer, closest_sections=["Sources"]
+    )
+    messages = reply_messages(answer, allowed_urls(service.corpus))
+    assert len(messages) == 1 and service.disclaimer.split(".")[0] in messages[0]["content"].replace("\\", "")
+
+
+def test_not_ready_shows_a_clear_error_and_restores_the_question(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, index_dir=tmp_path / "index", data_dir=tmp_path / "data")  # type: ignore[call-arg]
+    loading = AssistantService(settings, load_corpus(settings.corpus_dir))  # never started: still "loading"
+    try:
+        updates = ChatHandlers(loading).respond("Is sampling legal?", new_state())
+        shown, _, _ = next(updates)
+        assert shown[0]["role"] == "user"
+        restored, state, textbox = next(updates)
+        assert restored == [] and state["history"] == [] and textbox == "Is sampling legal?"
+        with pytest.raises(gr.Error, match="still loading"):
+            next(updates)
+    finally:
+        loading.close()
