@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -18,6 +17,8 @@ from importlib import resources
 from typing import Any
 
 import yaml
+
+from assistant.guardrails import clean_text
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?", re.UNICODE)
 _STATUTE_REF = re.compile(
@@ -285,13 +286,6 @@ def translate(text: str) -> str:
     return f"{text} {' '.join(extra)}" if extra else text
 
 
-def normalise(text: str) -> str:
-    """NFKC, no control or invisible characters, single spaces."""
-    text = unicodedata.normalize("NFKC", text)
-    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
-    return re.sub(r"\s+", " ", text).strip()
-
-
 def edit_distance(a: str, b: str) -> int:
     """Optimal-string-alignment distance: a swap of neighbours ('contnet') counts as one edit."""
     rows = [list(range(len(b) + 1))] + [[i] + [0] * len(b) for i in range(1, len(a) + 1)]
@@ -326,7 +320,7 @@ class QueryPreparer:
 
     def prepare(self, question: str) -> PreparedQuery:
         """Clean, translate and correct a question, and note which sources it points at."""
-        text = translate(normalise(question))
+        text = translate(clean_text(question))
         corrected = [self.correct(w) for w in words(text)]
         fixes = [c for w, c in zip(words(text), corrected, strict=True) if c != w]
         if fixes:

@@ -175,14 +175,6 @@ class HybridRetriever:
         return [_scored(doc, round(score, 4)) for score, doc in reranked[:k]]
 
 
-def lexical_overlap(query: PreparedQuery, text: str) -> float:
-    """Share of the query's content terms that occur in ``text`` (0..1)."""
-    if not query.content_terms:
-        return 0.0
-    present = {token for token in content_tokens(text)}
-    return sum(term in present for term in query.content_terms) / len(query.content_terms)
-
-
 def vocabulary(chunks: Sequence[Document]) -> Counter[str]:
     """How often each word occurs in the corpus chunks and headings (for typo repair)."""
     found: Counter[str] = Counter()

@@ -4,7 +4,7 @@ import pytest
 
 from assistant.chunking import chunk_corpus
 from assistant.corpus import Corpus
-from assistant.query import QueryPreparer, content_tokens, normalise, stem, translate
+from assistant.query import QueryPreparer, content_tokens, stem, translate
 from assistant.retrieval import vocabulary
 
 
@@ -51,10 +51,6 @@ def test_questions_about_the_law_are_recognised(
 
 def test_treaty_article_numbers_are_read(preparer: QueryPreparer) -> None:
     assert preparer.prepare("What does Article 11 of the WIPO treaty require?").treaty_articles == ("11",)
-
-
-def test_normalise_removes_control_and_invisible_characters() -> None:
-    assert normalise("Is\u200b it\x00 ﬁne?\u202e") == "Is it fine?"
 
 
 def test_stemming_conflates_inflections() -> None:
