@@ -21,6 +21,7 @@ from assistant.guardrails import check_question, clean_text, guard
 from assistant.index import (
     IndexBuild,
     build_index,
+    expected_manifest,
     fresh_build,
     make_embeddings,
     open_sentence_store,
@@ -45,7 +46,7 @@ def build_or_open_index(
 ) -> IndexBuild:
     """The live index, built first (with a progress bar) when missing, stale or forced."""
     corpus = corpus or load_corpus(settings.corpus_dir, settings.article_url)
-    build = None if force else fresh_build(settings.index_dir, _expected(corpus, settings))
+    build = None if force else fresh_build(settings.index_dir, expected_manifest(corpus, settings))
     if build is not None:
         return build
     embeddings = embeddings or make_embeddings(settings)
@@ -67,12 +68,6 @@ def build_or_open_index(
             on_wait=lambda: _console.print("Another process is building the index; waiting for it…"),
             force=force,
         )
-
-
-def _expected(corpus: Corpus, settings: Settings) -> dict[str, Any]:
-    from assistant.index import expected_manifest
-
-    return expected_manifest(corpus, settings)
 
 
 def make_composer(
