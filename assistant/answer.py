@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 from langchain_core.documents import Document
 
-from assistant.corpus import ESCALATION_HEADING, Corpus
+from assistant.corpus import DISCLAIMER_HEADING, ESCALATION_HEADING, SOURCES_HEADING, Corpus
 from assistant.errors import AssistantError
 from assistant.query import PreparedQuery, content_tokens
 from assistant.schemas import Citation
@@ -46,6 +46,9 @@ _ASKS_FOR_A_LIST = re.compile(
 _DEFINED_TERM = re.compile(r"^(?:An?|The|A person’s)?\s*“([^”]+)”")
 _LIST_ITEM = re.compile(r"^(?:- |\(\w{1,4}\) |\d+\. )")
 _LEAD_IN = ("—", ":", "following")
+# Sections that never lead a further part of an answer: the disclaimer is appended to every
+# reply anyway, and the numbered source list says nothing about the question's substance.
+_NEVER_LEADS = frozenset({DISCLAIMER_HEADING, SOURCES_HEADING})
 _ASKS_ABOUT_LAWYERS = re.compile(r"\b(?:lawyer|attorney|solicitor|counsel|legal (?:help|advice)|professional)", re.I)
 
 
@@ -84,6 +87,8 @@ class _Candidate:
     score: float
     passage: Document
     similarity: float = 0.0
+    situation: float = 0.0
+    """Similarity to the closest 'When to Ask a Lawyer' bullet matching the user's situation."""
 
 
 def distinct_sections(passages: Sequence[Document], limit: int = 3) -> list[str]:
@@ -122,11 +127,19 @@ class ExtractiveComposer:
     margin = 0.3
     section_margin = 0.4
     leader_similarity = 0.3
+    # A bullet this close to the user's situation is the one that applies to it: it always leads.
+    bullet_situation = 0.75
     max_leaders = 2
+    # How far below the best sentence a list item may score and still answer a question asking for a list.
+    list_margin = 0.15
     # How much the retriever's ranking of a sentence's passage counts against the sentence's own match.
     passage_weight = 0.6
     # A sentence this short states a topic; the next one says what it is.
     topic_sentence_chars = 90
+    # A paragraph this small is quoted whole: the article makes one point a paragraph, and its
+    # key sentence is often not the one that matches the question's wording best.
+    paragraph_sentences = 4
+    paragraph_chars = 650
 
     lexical_weight = 0.35
     situation_weight = 1.0
@@ -170,8 +183,13 @@ class ExtractiveComposer:
                 lexical = self._weighted_overlap(terms, tokens)
                 focused = len(focus & tokens) / len(focus) if focus else 0.0
                 phrase = 0.1 if phrases & _bigrams(sentence.text) else 0.0
+                preferred = sentence.section in request.query.preferred_sections
                 passage = float(doc.metadata["score"]) - top
-                situation = 0.15 if sentence.section in request.query.preferred_sections else 0.0
+                if situations is not None and preferred:
+                    # The retriever ranked by the question's wording; for a user in a situation the
+                    # sections that speak to it count in full, however their passages ranked.
+                    passage = 0.0
+                situation = 0.15 if preferred else 0.0
                 if sentence.section == ESCALATION_HEADING and not asks_about_lawyers:
                     situation -= 0.1  # its bullets reach the user as notices when they apply
                 score = (
@@ -184,11 +202,12 @@ class ExtractiveComposer:
                 )
                 if situations is not None:
                     # The user's situation leads: what the sections that speak to it say about it.
-                    weight = self.situation_weight if sentence.section in request.query.preferred_sections else 0.2
+                    weight = self.situation_weight if preferred else 0.2
                     score += weight * float(situations[index])
                 if request.query.wants_definition and _defines(sentence.text, terms):
                     score += 0.35  # "How does the Act define sound recordings?" -> the definition itself
-                candidates.append(_Candidate(sentence, score, doc, float(similarity)))
+                situated = float(situations[index]) if situations is not None else 0.0
+                candidates.append(_Candidate(sentence, score, doc, float(similarity), situated))
         candidates.sort(key=lambda c: -c.score)
         return candidates
 
@@ -205,6 +224,12 @@ class ExtractiveComposer:
         self, candidates: list[_Candidate], passages: Sequence[Document], wants_list: bool = False
     ) -> list[_Candidate]:
         best = candidates[0]
+        if wants_list and not _LIST_ITEM.match(best.sentence.text):
+            # Asked for a list ("in which situations…"): a list that answers nearly as well is the answer.
+            best = next(
+                (c for c in candidates if _LIST_ITEM.match(c.sentence.text) and c.score >= best.score - self.list_margin),
+                best,
+            )
         chosen = [best]
 
         def add(candidate: _Candidate, reserve: int | None = None) -> None:
@@ -219,13 +244,24 @@ class ExtractiveComposer:
         # The best sentence of each of the next-ranked sections, when it is relevant in its own right:
         # the answer then spans the sections that retrieval ranks highest.
         leaders: list[_Candidate] = []
-        for section in distinct_sections(passages):
+        for section in distinct_sections(passages, 3 + len(_NEVER_LEADS)):
             leader = next((c for c in candidates if c.sentence.section == section), None)
-            if leader is None or section == best.sentence.section:
+            if leader is None or section == best.sentence.section or section in _NEVER_LEADS:
                 continue
-            if leader.score >= best.score - self.section_margin or leader.similarity >= self.leader_similarity:
+            if (
+                leader.score >= best.score - self.section_margin
+                or leader.similarity >= self.leader_similarity
+                or (section == ESCALATION_HEADING and leader.situation >= self.bullet_situation)
+            ):
                 leaders.append(leader)
         leaders = leaders[: self.max_leaders]
+        paragraph = self._whole_paragraph(best)
+        if paragraph:
+            # Sentences said in earlier turns (or too short to stand) are not candidates: left out.
+            chosen[:] = [by_sentence[s] for s in paragraph if s in by_sentence]
+            for leader in leaders:
+                add(leader, reserve=0)
+            return chosen
         # Asked for the list itself ("summarise the checklist"): give it in order, from its start.
         if wants_list and _LIST_ITEM.match(best.sentence.text):
             items = [
@@ -284,6 +320,20 @@ class ExtractiveComposer:
         if len(chosen) == 1:
             add(self._context_for(best, candidates))
         return chosen
+
+    def _whole_paragraph(self, best: _Candidate) -> list[Sentence]:
+        """The best sentence's paragraph when it is a short run of prose that can be quoted whole."""
+        if best.sentence.text.rstrip().endswith(_LEAD_IN):
+            return []
+        paragraph = self._sentences.paragraph(best.sentence)
+        if (
+            len(paragraph) < 2
+            or len(paragraph) > min(self.paragraph_sentences, self._max_sentences)
+            or sum(len(s.text) for s in paragraph) > self.paragraph_chars
+            or any(_LIST_ITEM.match(s.text) for s in paragraph)
+        ):
+            return []
+        return paragraph
 
     def _context_for(self, best: _Candidate, candidates: list[_Candidate]) -> _Candidate:
         """A second sentence when only one qualifies: its neighbour if it has one, else the runner-up."""

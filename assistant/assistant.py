@@ -133,8 +133,9 @@ class Assistant:
         prepared = dataclasses.replace(
             self._preparer.prepare(resolved.query),
             focus_terms=tuple(content_tokens(question)) if resolved.is_follow_up else (),
-            # Bullets already shown as notices are not repeated in the answer.
-            already_said=resolved.already_said | {f"- {e.text}" for e in escalations},
+            # In a situation the answer may quote the bullets that apply to it, never one that does
+            # not: next to the notices, another bullet would read as advice for this user.
+            already_said=resolved.already_said | self._bullets_not_applying(escalations),
         )
         if escalations:
             # Answer the user's situation: the sections that speak to it come first.
@@ -202,6 +203,12 @@ class Assistant:
             disclaimer=self.corpus.disclaimer,
         )
         return guard(answer, escalations, self.corpus.disclaimer, notices)
+
+    def _bullets_not_applying(self, escalations: list[Escalation]) -> set[str]:
+        if not escalations:
+            return set()
+        fired = {e.trigger for e in escalations}
+        return {f"- {t.text}" for t in self.corpus.escalation_triggers if t.id not in fired}
 
     def _escalations(self, user_messages: list[str]) -> list[Escalation]:
         return [

@@ -24,6 +24,7 @@ ARTICLE_ID = "article"
 DISCLAIMER_HEADING = "Legal Disclaimer"
 ESCALATION_HEADING = "When to Ask a Lawyer"
 JURISDICTION_HEADING = "Jurisdiction Note"
+SOURCES_HEADING = "Sources"
 
 # The five "When to Ask a Lawyer" bullets, in the article's order, get these ids.
 # Only the ids live here; the wording is always read from the article.

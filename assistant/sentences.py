@@ -80,6 +80,10 @@ class SentenceBank:
         sims = self.similarities(chunk_id, query_vector)
         return float(sims.max()) if len(sims) else 0.0
 
+    def paragraph(self, sentence: Sentence) -> list[Sentence]:
+        """Every sentence of the sentence's paragraph (within its chunk), in file order."""
+        return [s for s in self._sentences.get(sentence.chunk_id, []) if s.paragraph == sentence.paragraph]
+
     def section_run(self, sentence: Sentence) -> list[Sentence]:
         """Every sentence of the sentence's section, in file order."""
         return self._by_section.get((sentence.source_id, sentence.section), [])

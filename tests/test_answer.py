@@ -1,0 +1,62 @@
+"""How the extractive composer shapes an answer, on the real model and a real Chroma index."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant.assistant import Assistant
+from assistant.chunking import split_paragraphs
+
+pytestmark = pytest.mark.slow
+
+
+def _article_paragraphs(assistant: Assistant) -> list[str]:
+    text = assistant.corpus.text_of("article")
+    return [text[spans[0].start : spans[-1].end] for spans in split_paragraphs(text, 0, len(text)) if spans]
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "How does AI stem separation work, technically?",
+        "Does a cleaner extraction change whether a mashup is legal?",
+        "Why do rights holders go after successful tracks?",
+    ],
+)
+def test_a_short_paragraph_that_answers_is_quoted_whole(assistant: Assistant, question: str) -> None:
+    answer = assistant.ask(question)
+    assert answer.answered
+    assert answer.citations[0].quote in _article_paragraphs(assistant)
+
+
+def test_a_paragraph_keeps_the_point_its_best_matching_sentence_leaves_out(assistant: Assistant) -> None:
+    # The best-matching sentence is the "Incorporating them into a commercially released track" one;
+    # the paragraph brings the contrast with a private DJ set along.
+    answer = assistant.ask("Does it matter whether I play AI stems in a private DJ set or release them?")
+    assert "private DJ set" in answer.answer
+    assert "commercially released" in answer.answer
+
+
+def test_a_situation_never_quotes_a_lawyer_bullet_that_does_not_apply(assistant: Assistant) -> None:
+    answer = assistant.ask("gonna relese my remix on beatport next week, used ai stems from the orignal. am i ok??")
+    assert [e.trigger for e in answer.escalations] == ["commercial_release"]
+    applying = answer.escalations[0].text
+    for citation in answer.citations:
+        if citation.section == "When to Ask a Lawyer":
+            assert citation.quote == f"- {applying}"
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Is anyone actually suing over AI training data right now?",
+        "What should I do before using a vocal remover on a song?",
+        "Is the article legal advice?",
+    ],
+)
+def test_the_disclaimer_and_the_source_list_never_trail_an_answer(assistant: Assistant, question: str) -> None:
+    answer = assistant.ask(question)
+    # They may answer a question about themselves, but never ride along after another section.
+    for citation in answer.citations[1:]:
+        if citation.section != answer.citations[0].section:
+            assert citation.section not in {"Legal Disclaimer", "Sources"}
