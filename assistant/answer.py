@@ -1,11 +1,13 @@
 """Answer composers: from ranked passages to a short answer whose every sentence is cited.
 
-The default :class:`ExtractiveComposer` needs no generative model: it picks
-the sentences of the retrieved passages that best answer the question and
-quotes them verbatim, so each sentence carries a ``[n]`` marker and each
-citation's quote is an exact slice of its corpus file (checked before it is
-returned). Quoting whole sentences keeps the article's hedges ("arguably",
-"not airtight") with the claims they qualify.
+The default :class:`ExtractiveComposer` needs no generative model: it finds
+the sentence of the retrieved passages that best answers the question, quotes
+its paragraph whole when that is short (the article makes one point a
+paragraph), and adds the best sentence of the next-ranked sections. Quotes are
+verbatim, so each sentence carries a ``[n]`` marker and each citation's quote
+is an exact slice of its corpus file (checked before it is returned). Quoting
+whole sentences keeps the article's hedges ("arguably", "not airtight") with
+the claims they qualify.
 
 Composers sit behind :class:`AnswerComposer`, so a generative backend can be
 added without touching retrieval or guardrails.
@@ -143,6 +145,8 @@ class ExtractiveComposer:
 
     lexical_weight = 0.35
     situation_weight = 1.0
+    # The other related sections count, but less: "releasing a track" is first a matter of practical risk.
+    related_situation_weight = 0.5
 
     def __init__(
         self, corpus: Corpus, sentences: SentenceBank, max_sentences: int = 5, idf: Mapping[str, float] | None = None
@@ -202,7 +206,13 @@ class ExtractiveComposer:
                 )
                 if situations is not None:
                     # The user's situation leads: what the sections that speak to it say about it.
-                    weight = self.situation_weight if preferred else 0.2
+                    weight = (
+                        self.situation_weight
+                        if sentence.section in request.query.primary_sections
+                        else self.related_situation_weight
+                        if preferred
+                        else 0.2
+                    )
                     score += weight * float(situations[index])
                 if request.query.wants_definition and _defines(sentence.text, terms):
                     score += 0.35  # "How does the Act define sound recordings?" -> the definition itself
@@ -221,13 +231,22 @@ class ExtractiveComposer:
         return float(top.metadata["score"]) >= self.min_passage_score and best >= self.min_sentence_similarity
 
     def _select(
-        self, candidates: list[_Candidate], passages: Sequence[Document], wants_list: bool = False
+        self,
+        candidates: list[_Candidate],
+        passages: Sequence[Document],
+        wants_list: bool = False,
+        bullets_may_lead: bool = True,
     ) -> list[_Candidate]:
         best = candidates[0]
+        never_leads = _NEVER_LEADS if bullets_may_lead else _NEVER_LEADS | {ESCALATION_HEADING}
         if wants_list and not _LIST_ITEM.match(best.sentence.text):
             # Asked for a list ("in which situations…"): a list that answers nearly as well is the answer.
             best = next(
-                (c for c in candidates if _LIST_ITEM.match(c.sentence.text) and c.score >= best.score - self.list_margin),
+                (
+                    c
+                    for c in candidates
+                    if _LIST_ITEM.match(c.sentence.text) and c.score >= best.score - self.list_margin
+                ),
                 best,
             )
         chosen = [best]
@@ -244,9 +263,9 @@ class ExtractiveComposer:
         # The best sentence of each of the next-ranked sections, when it is relevant in its own right:
         # the answer then spans the sections that retrieval ranks highest.
         leaders: list[_Candidate] = []
-        for section in distinct_sections(passages, 3 + len(_NEVER_LEADS)):
+        for section in distinct_sections(passages, 3 + len(never_leads)):
             leader = next((c for c in candidates if c.sentence.section == section), None)
-            if leader is None or section == best.sentence.section or section in _NEVER_LEADS:
+            if leader is None or section == best.sentence.section or section in never_leads:
                 continue
             if (
                 leader.score >= best.score - self.section_margin
@@ -349,7 +368,14 @@ class ExtractiveComposer:
         candidates = self._candidates(request)
         if not candidates:
             return not_covered(request.passages)
-        chosen = self._select(candidates, request.passages, bool(_ASKS_FOR_A_LIST.search(request.query.original)))
+        chosen = self._select(
+            candidates,
+            request.passages,
+            wants_list=bool(_ASKS_FOR_A_LIST.search(request.query.original)),
+            # A bullet is a situation: it follows an answer for a user in it, or one who asks about lawyers.
+            bullets_may_lead=request.situation_vectors is not None
+            or bool(_ASKS_ABOUT_LAWYERS.search(request.query.text)),
+        )
         # Sections in the order they were chosen (best first), sentences in file order within each.
         section_order = list(dict.fromkeys(c.sentence.section for c in chosen))
         chosen.sort(key=lambda c: (section_order.index(c.sentence.section), c.sentence.source_id, c.sentence.start))

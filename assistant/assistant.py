@@ -139,8 +139,12 @@ class Assistant:
         )
         if escalations:
             # Answer the user's situation: the sections that speak to it come first.
-            related = self._detector.related_sections([e.trigger for e in escalations])
-            prepared = dataclasses.replace(prepared, preferred_sections=related)
+            triggers = [e.trigger for e in escalations]
+            prepared = dataclasses.replace(
+                prepared,
+                preferred_sections=self._detector.related_sections(triggers),
+                primary_sections=self._detector.primary_sections(triggers),
+            )
         vector = np.asarray(self._embeddings.embed_query(prepared.text), dtype=float)
         return prepared, vector, self._retriever.retrieve_prepared(prepared, k, vector)
 

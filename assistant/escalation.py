@@ -94,6 +94,16 @@ class EscalationDetector:
         sections = [s for rule in self._rules if rule.trigger.id in trigger_ids for s in rule.related_sections]
         return tuple(dict.fromkeys(sections))
 
+    def primary_sections(self, trigger_ids: Sequence[str]) -> tuple[str, ...]:
+        """For each given situation, the section that speaks to it most directly (listed first)."""
+        return tuple(
+            dict.fromkeys(
+                rule.related_sections[0]
+                for rule in self._rules
+                if rule.trigger.id in trigger_ids and rule.related_sections
+            )
+        )
+
     def detect(self, user_messages: Sequence[str]) -> list[EscalationTrigger]:
         """Triggers matched by the user's messages (earlier turns first), in the article's order."""
         prepared = [self._situations(message) for message in user_messages]

@@ -217,7 +217,8 @@ class PreparedQuery:
 
     ``focus_terms`` are the new words of a follow-up ("what about *Spotify*?"),
     ``already_said`` the sentences the user was just given ("tell me more"), and
-    ``preferred_sections`` the sections that speak to the user's situation.
+    ``preferred_sections`` the sections that speak to the user's situation, and
+    ``primary_sections`` the one of them that speaks to each situation most directly.
     """
 
     original: str
@@ -229,6 +230,7 @@ class PreparedQuery:
     wants_definition: bool = False
     content_terms: tuple[str, ...] = field(default=())
     preferred_sections: tuple[str, ...] = ()
+    primary_sections: tuple[str, ...] = ()
     focus_terms: tuple[str, ...] = ()
     already_said: frozenset[str] = frozenset()
 

@@ -77,6 +77,7 @@ GENERAL_QUESTIONS = [
     "I'm writing an essay about the training data question.",
     "Is it legal in the EU to separate stems?",
     "How do I get my songs onto Spotify playlists?",
+    "How should I keep records of the stems in the tracks I released last year?",
 ]
 
 

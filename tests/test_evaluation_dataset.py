@@ -189,3 +189,15 @@ def test_the_project_dataset_is_valid(corpus: Corpus) -> None:
     assert any(not case.answerable for case in cases)
     assert any(case.must_escalate for case in cases)
     assert any(case.category == "near_miss" for case in cases)
+
+
+def test_the_held_out_dataset_is_valid_and_shares_no_question_with_the_development_set(corpus: Corpus) -> None:
+    heldout_path = PROJECT_ROOT / "evals" / "heldout.jsonl"
+    heldout = check_against_corpus(load_dataset(heldout_path), corpus, heldout_path)
+    development = load_dataset(PROJECT_ROOT / "evals" / "questions.jsonl")
+    assert len(heldout) >= 50
+    assert {c.question.casefold() for c in heldout}.isdisjoint(c.question.casefold() for c in development)
+    article = corpus.text_of("article").lower()
+    for case in heldout:
+        for phrase in case.must_include:
+            assert phrase in article, f"{case.id}: '{phrase}' is not article text"
