@@ -187,7 +187,10 @@ class ExtractiveComposer:
                 lexical = self._weighted_overlap(terms, tokens)
                 focused = len(focus & tokens) / len(focus) if focus else 0.0
                 phrase = 0.1 if phrases & _bigrams(sentence.text) else 0.0
-                preferred = sentence.section in request.query.preferred_sections
+                # The bullets of a situation lead only after the substance (see _select), never before it.
+                preferred = (
+                    sentence.section in request.query.preferred_sections and sentence.section != ESCALATION_HEADING
+                )
                 passage = float(doc.metadata["score"]) - top
                 if situations is not None and preferred:
                     # The retriever ranked by the question's wording; for a user in a situation the
@@ -273,6 +276,8 @@ class ExtractiveComposer:
                 or (section == ESCALATION_HEADING and leader.situation >= self.bullet_situation)
             ):
                 leaders.append(leader)
+        # The bullet that applies to the user's situation comes first among them.
+        leaders.sort(key=lambda c: c.sentence.section != ESCALATION_HEADING or c.situation < self.bullet_situation)
         leaders = leaders[: self.max_leaders]
         paragraph = self._whole_paragraph(best)
         if paragraph:

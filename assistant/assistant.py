@@ -142,7 +142,8 @@ class Assistant:
             triggers = [e.trigger for e in escalations]
             prepared = dataclasses.replace(
                 prepared,
-                preferred_sections=self._detector.related_sections(triggers),
+                # The bullets that apply are retrieved with the related sections, so the answer can cite them.
+                preferred_sections=(*self._detector.related_sections(triggers), ESCALATION_HEADING),
                 primary_sections=self._detector.primary_sections(triggers),
             )
         vector = np.asarray(self._embeddings.embed_query(prepared.text), dtype=float)

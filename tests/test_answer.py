@@ -37,13 +37,13 @@ def test_a_paragraph_keeps_the_point_its_best_matching_sentence_leaves_out(assis
     assert "commercially released" in answer.answer
 
 
-def test_a_situation_never_quotes_a_lawyer_bullet_that_does_not_apply(assistant: Assistant) -> None:
+def test_a_situation_cites_the_bullet_that_applies_and_no_other(assistant: Assistant) -> None:
     answer = assistant.ask("gonna relese my remix on beatport next week, used ai stems from the orignal. am i ok??")
     assert [e.trigger for e in answer.escalations] == ["commercial_release"]
-    applying = answer.escalations[0].text
-    for citation in answer.citations:
-        if citation.section == "When to Ask a Lawyer":
-            assert citation.quote == f"- {applying}"
+    bullets = [c.quote for c in answer.citations if c.section == "When to Ask a Lawyer"]
+    assert bullets == [f"- {answer.escalations[0].text}"]
+    # The substance comes first; the bullet follows it.
+    assert answer.citations[0].section != "When to Ask a Lawyer"
 
 
 @pytest.mark.parametrize(
