@@ -3,7 +3,8 @@
 The default :class:`ExtractiveComposer` needs no generative model: it finds
 the sentence of the retrieved passages that best answers the question, quotes
 its paragraph whole when that is short (the article makes one point a
-paragraph), and adds the best sentence of the next-ranked sections. Quotes are
+paragraph), adds the best sentence of the next-ranked sections that answer
+nearly as well, and fills the room left from the sections quoted. Quotes are
 verbatim, so each sentence carries a ``[n]`` marker and each citation's quote
 is an exact slice of its corpus file (checked before it is returned). Quoting
 whole sentences keeps the article's hedges ("arguably", "not airtight") with
@@ -132,6 +133,8 @@ class ExtractiveComposer:
     # A bullet this close to the user's situation is the one that applies to it: it always leads.
     bullet_situation = 0.75
     max_leaders = 2
+    further_leader_margin = 0.2
+    max_quotes = 3
     # How far below the best sentence a list item may score and still answer a question asking for a list.
     list_margin = 0.15
     # How much the retriever's ranking of a sentence's passage counts against the sentence's own match.
@@ -278,6 +281,8 @@ class ExtractiveComposer:
                 leaders.append(leader)
         # The bullet that applies to the user's situation comes first among them.
         leaders.sort(key=lambda c: c.sentence.section != ESCALATION_HEADING or c.situation < self.bullet_situation)
+        # A further section only when it answers nearly as well: otherwise its room goes to the best one.
+        leaders = leaders[:1] + [c for c in leaders[1:] if c.score >= best.score - self.further_leader_margin]
         leaders = leaders[: self.max_leaders]
         paragraph = self._whole_paragraph(best)
         if paragraph:
@@ -285,6 +290,17 @@ class ExtractiveComposer:
             chosen[:] = [by_sentence[s] for s in paragraph if s in by_sentence]
             for leader in leaders:
                 add(leader, reserve=0)
+            # Room left: the best further sentences of the sections already quoted, bullets aside,
+            # as long as the answer keeps to three quotes, so every section it spans is among its first three.
+            quoted = {c.sentence.section for c in chosen}
+            for candidate in candidates:
+                if (
+                    candidate.sentence.section in quoted
+                    and candidate.sentence.section != ESCALATION_HEADING
+                    and candidate.score >= best.score - self.margin
+                    and _quote_count([*chosen, candidate]) <= self.max_quotes
+                ):
+                    add(candidate, reserve=0)
             return chosen
         # Asked for the list itself ("summarise the checklist"): give it in order, from its start.
         if wants_list and _LIST_ITEM.match(best.sentence.text):
@@ -460,6 +476,12 @@ def _adjacent(a: Sentence, b: Sentence) -> bool:
         return False
     first, second = (a, b) if a.start < b.start else (b, a)
     return second.start - first.end <= 3
+
+
+def _quote_count(chosen: Sequence[_Candidate]) -> int:
+    """How many citations the chosen sentences make: one per run of adjacent sentences of a section."""
+    sentences = sorted((c.sentence for c in chosen), key=lambda s: (s.source_id, s.section, s.start))
+    return sum(1 for i, s in enumerate(sentences) if i == 0 or not _adjacent(sentences[i - 1], s))
 
 
 def _join(lines: list[str]) -> str:
