@@ -290,6 +290,14 @@ class ExtractiveComposer:
             chosen[:] = [by_sentence[s] for s in paragraph if s in by_sentence]
             for leader in leaders:
                 add(leader, reserve=0)
+                if len(leader.sentence.text) < self.topic_sentence_chars:
+                    # "AI stem separation is similar in some respects." says what, the next sentence how.
+                    for item in self._sentences.following(leader.sentence, 1):
+                        if item in by_sentence and (item.chunk_id, item.paragraph) == (
+                            leader.sentence.chunk_id,
+                            leader.sentence.paragraph,
+                        ):
+                            add(by_sentence[item], reserve=0)
             # Room left: the best further sentences of the sections already quoted, bullets aside,
             # as long as the answer keeps to three quotes, so every section it spans is among its first three.
             quoted = {c.sentence.section for c in chosen}
