@@ -416,6 +416,7 @@ class ExtractiveComposer:
         lines: list[str] = []
         paragraph: list[str] = []
         previous: Sentence | None = None
+        bullet, list_section = "- ", ""
         for candidate in chosen:
             sentence = candidate.sentence
             text = self._corpus.text_of(sentence.source_id)
@@ -439,7 +440,15 @@ class ExtractiveComposer:
                 if paragraph:
                     lines.append(" ".join(paragraph))
                     paragraph = []
-                lines.append(marked if marked.startswith("- ") else f"- {marked}")
+                item = marked.removeprefix("- ")
+                if lines and lines[-1].startswith(("- ", "* ")) and not continues and list_section != sentence.section:
+                    # An item of another section's list starts a list of its own: a new bullet
+                    # character ends the previous list in Markdown, so it is not read as part of it.
+                    bullet = "* " if lines[-1].startswith("- ") else "- "
+                elif not (lines and lines[-1].startswith(("- ", "* "))):
+                    bullet = "- "
+                lines.append(bullet + item)
+                list_section = sentence.section
             else:
                 paragraph.append(marked)
             previous = sentence
@@ -495,7 +504,7 @@ def _quote_count(chosen: Sequence[_Candidate]) -> int:
 def _join(lines: list[str]) -> str:
     out: list[str] = []
     for line in lines:
-        if out and not (line.startswith("- ") and out[-1].startswith("- ")):
+        if out and not (line[:2] in ("- ", "* ") and line[:2] == out[-1][:2]):
             out.append("")
         out.append(line)
     return "\n".join(out)
