@@ -133,7 +133,7 @@ class ExtractiveComposer:
     # A bullet this close to the user's situation is the one that applies to it: it always leads.
     bullet_situation = 0.75
     max_leaders = 2
-    further_leader_margin = 0.2
+    further_leader_margin = 0.3
     max_quotes = 3
     # How far below the best sentence a list item may score and still answer a question asking for a list.
     list_margin = 0.15
@@ -279,11 +279,14 @@ class ExtractiveComposer:
                 or (section == ESCALATION_HEADING and leader.situation >= self.bullet_situation)
             ):
                 leaders.append(leader)
-        # The bullet that applies to the user's situation comes first among them.
-        leaders.sort(key=lambda c: c.sentence.section != ESCALATION_HEADING or c.situation < self.bullet_situation)
-        # A further section only when it answers nearly as well: otherwise its room goes to the best one.
-        leaders = leaders[:1] + [c for c in leaders[1:] if c.score >= best.score - self.further_leader_margin]
-        leaders = leaders[: self.max_leaders]
+        # The bullet that applies to the user's situation comes first; then the next-ranked section, and
+        # a further one only when it answers nearly as well: otherwise its room goes to the best section.
+        bullets = [
+            c for c in leaders if c.sentence.section == ESCALATION_HEADING and c.situation >= self.bullet_situation
+        ]
+        others = [c for c in leaders if c not in bullets]
+        others = others[:1] + [c for c in others[1:] if c.score >= best.score - self.further_leader_margin]
+        leaders = (bullets + others)[: self.max_leaders]
         paragraph = self._whole_paragraph(best)
         if paragraph:
             # Sentences said in earlier turns (or too short to stand) are not candidates: left out.

@@ -26,7 +26,7 @@ def _article_paragraphs(assistant: Assistant) -> list[str]:
 def test_a_short_paragraph_that_answers_is_quoted_whole(assistant: Assistant, question: str) -> None:
     answer = assistant.ask(question)
     assert answer.answered
-    assert answer.citations[0].quote in _article_paragraphs(assistant)
+    assert any(paragraph in answer.citations[0].quote for paragraph in _article_paragraphs(assistant))
     # Further sentences fill the room left, but never push a cited section out of the first three quotes.
     assert len(answer.citations) <= 3
 
