@@ -12,11 +12,12 @@ from langchain_core.embeddings import Embeddings
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from assistant.answer import AnswerComposer, CompositionRequest, ExtractiveComposer, not_covered
+from assistant.answer import AnswerComposer, CompositionRequest, not_covered
 from assistant.conversation import parse_history, resolve
 from assistant.corpus import ESCALATION_HEADING, Corpus, load_corpus
 from assistant.errors import AssistantError
 from assistant.escalation import EscalationDetector
+from assistant.extractive import ExtractiveComposer
 from assistant.guardrails import check_question, clean_text, guard
 from assistant.index import (
     IndexBuild,

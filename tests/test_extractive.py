@@ -65,7 +65,7 @@ def test_the_disclaimer_and_the_source_list_never_trail_an_answer(assistant: Ass
 
 
 def test_an_item_of_another_sections_list_starts_a_list_of_its_own() -> None:
-    from assistant.answer import _join
+    from assistant.extractive import _join
 
     joined = _join(["Lead-in— [1]", "- (1) first [1]", "- (2) second [1]", "* (4) of another section [2]"])
     assert joined == "Lead-in— [1]\n\n- (1) first [1]\n- (2) second [1]\n\n* (4) of another section [2]"
