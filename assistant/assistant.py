@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -93,9 +94,10 @@ class Assistant:
         *,
         composer: AnswerComposer | None = None,
         embeddings: Embeddings | None = None,
+        corpus: Corpus | None = None,
     ) -> None:
         self.settings = settings or load_settings()
-        self.corpus = load_corpus(self.settings.corpus_dir, self.settings.article_url)
+        self.corpus = corpus or load_corpus(self.settings.corpus_dir, self.settings.article_url)
         self._embeddings = embeddings or make_embeddings(self.settings)
         build = build_or_open_index(self.settings, embeddings=self._embeddings, corpus=self.corpus)
         self.index_info: dict[str, Any] = {**build.manifest, "path": str(build.path)}
@@ -112,6 +114,8 @@ class Assistant:
             self._store, chunks, self._embeddings, self._preparer, self._sentences, self.settings.candidates
         )
         self._composer = composer or make_composer(self.settings, self.corpus, self._sentences, self._retriever.idf)
+        # ask() and retrieve() (the eval calls both) embed the same prepared query: embed it once.
+        self._query_vector = functools.lru_cache(maxsize=1024)(self._embed_query)
         self._detector = EscalationDetector(
             self.corpus.escalation_triggers,
             lambda m: self._preparer.prepare(m).text,
@@ -147,7 +151,7 @@ class Assistant:
                 preferred_sections=(*self._detector.related_sections(triggers), ESCALATION_HEADING),
                 primary_sections=self._detector.primary_sections(triggers),
             )
-        vector = np.asarray(self._embeddings.embed_query(prepared.text), dtype=float)
+        vector = self._query_vector(prepared.text)
         return prepared, vector, self._retriever.retrieve_prepared(prepared, k, vector)
 
     def baseline_retrievers(self) -> dict[str, Retriever]:
@@ -209,6 +213,11 @@ class Assistant:
             disclaimer=self.corpus.disclaimer,
         )
         return guard(answer, escalations, self.corpus.disclaimer, notices)
+
+    def _embed_query(self, text: str) -> np.ndarray:
+        vector = np.asarray(self._embeddings.embed_query(text), dtype=float)
+        vector.setflags(write=False)  # shared by every caller of the cache
+        return vector
 
     def _bullets_not_applying(self, escalations: list[Escalation]) -> set[str]:
         if not escalations:

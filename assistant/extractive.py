@@ -142,15 +142,15 @@ class ExtractiveComposer:
                     # The retriever ranked by the question's wording; for a user in a situation the
                     # sections that speak to it count in full, however their passages ranked.
                     passage = 0.0
-                situation = 0.15 if preferred else 0.0
+                section_bonus = 0.15 if preferred else 0.0
                 if sentence.section == ESCALATION_HEADING and not asks_about_lawyers:
-                    situation -= 0.1  # its bullets reach the user as notices when they apply
+                    section_bonus -= 0.1  # its bullets reach the user as notices when they apply
                 score = (
                     float(similarity)
                     + self.lexical_weight * lexical
                     + 0.25 * focused
                     + phrase
-                    + situation
+                    + section_bonus
                     + self.passage_weight * passage
                 )
                 if situations is not None:
@@ -219,14 +219,12 @@ class ExtractiveComposer:
             if (
                 leader.score >= best.score - self.section_margin
                 or leader.similarity >= self.leader_similarity
-                or (section == ESCALATION_HEADING and leader.situation >= self.bullet_situation)
+                or self._applies(leader)
             ):
                 leaders.append(leader)
         # The bullet that applies to the user's situation comes first; then the next-ranked section, and
         # a further one only when it answers nearly as well: otherwise its room goes to the best section.
-        bullets = [
-            c for c in leaders if c.sentence.section == ESCALATION_HEADING and c.situation >= self.bullet_situation
-        ]
+        bullets = [c for c in leaders if self._applies(c)]
         others = [c for c in leaders if c not in bullets]
         others = others[:1] + [c for c in others[1:] if c.score >= best.score - self.further_leader_margin]
         leaders = (bullets + others)[: self.max_leaders]
@@ -314,6 +312,10 @@ class ExtractiveComposer:
         if len(chosen) == 1:
             add(self._context_for(best, candidates))
         return chosen
+
+    def _applies(self, candidate: _Candidate) -> bool:
+        """Whether the candidate is the 'When to Ask a Lawyer' bullet that matches the user's situation."""
+        return candidate.sentence.section == ESCALATION_HEADING and candidate.situation >= self.bullet_situation
 
     def _whole_paragraph(self, best: _Candidate) -> list[Sentence]:
         """The best sentence's paragraph when it is a short run of prose that can be quoted whole."""

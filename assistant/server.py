@@ -23,6 +23,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from assistant.api import ErrorResponse
 from assistant.corpus import Corpus, load_corpus
 from assistant.errors import AssistantError, IndexNotReadyError
 from assistant.feedback import FeedbackRecord, FeedbackStore, RecentAnswers, Vote, check_answer_id
@@ -30,7 +31,6 @@ from assistant.ratelimit import BodyLimitMiddleware, ErrorBody, RateLimiter, Rat
 from assistant.settings import Settings
 from assistant.widget import STATIC_DIR, SecurityHeadersMiddleware
 
-os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 if TYPE_CHECKING:
@@ -57,6 +57,9 @@ CLOSED_PREFIXES = (
     "/monitoring",
 )
 SLOT_WAIT_SECONDS = 60.0
+
+
+BUSY_MESSAGE = "The assistant is busy right now; please try again in a minute."
 
 
 class ServerBusyError(AssistantError):
@@ -87,7 +90,7 @@ class AnswerSlots:
         """Hold one slot for the duration of the block, or raise :class:`ServerBusyError`."""
         with self._lock:
             if self._waiting >= self._max_waiting:
-                raise ServerBusyError("The assistant is busy right now; please try again in a minute.")
+                raise ServerBusyError(BUSY_MESSAGE)
             self._waiting += 1
         try:
             acquired = self._slots.acquire(timeout=timeout)
@@ -95,7 +98,7 @@ class AnswerSlots:
             with self._lock:
                 self._waiting -= 1
         if not acquired:
-            raise ServerBusyError("The assistant is busy right now; please try again in a minute.")
+            raise ServerBusyError(BUSY_MESSAGE)
         try:
             yield
         finally:
@@ -114,6 +117,7 @@ class AssistantService:
         self._assistant = assistant
         self._load_error: AssistantError | None = None
         self._loader: threading.Thread | None = None
+        self.version = package_version()
 
     @property
     def disclaimer(self) -> str:
@@ -142,7 +146,7 @@ class AssistantService:
         from assistant.assistant import Assistant
 
         try:
-            self._assistant = Assistant(self.settings)
+            self._assistant = Assistant(self.settings, corpus=self.corpus)
             log.info("Assistant ready: %s", self._assistant.index_info)
         except AssistantError as error:
             log.error("The assistant could not start: %s", error)
@@ -186,7 +190,7 @@ class AssistantService:
         info: dict[str, Any] = {
             "ready": self.ready,
             "status": "ok" if self.ready else ("error" if self._load_error else "loading"),
-            "version": package_version(),
+            "version": self.version,
             "corpus": {
                 "article": self.corpus.article.title,
                 "sources": len(self.corpus.sources),
@@ -241,8 +245,8 @@ def check_origins(origins: Sequence[str]) -> list[str]:
 
 
 def error_body(code: str, message: str, status: int, disclaimer: str) -> dict[str, object]:
-    """The one JSON shape of every API error; it always carries the disclaimer."""
-    return {"error": code, "message": message, "status": status, "disclaimer": disclaimer}
+    """The one JSON shape of every API error (the API's ``ErrorResponse``); it always carries the disclaimer."""
+    return ErrorResponse(error=code, message=message, status=status, disclaimer=disclaimer).model_dump()
 
 
 def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAPI:
@@ -265,7 +269,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
 
     app = FastAPI(
         title="Stem separation legal-information assistant",
-        version=package_version(),
+        version=service.version,
         description=(
             "Grounded answers about the article *Is AI Stem Separation Legal?* and the sources it cites. "
             "General information, not legal advice; every answer carries the article's disclaimer."

@@ -146,6 +146,7 @@ class ChatHandlers:
 
     def respond(self, question: str, state: ChatState) -> Iterator[Update]:
         """Show the question, stream the answer in, then add source cards, notices and disclaimer."""
+        question = question or ""  # a direct call to the chat endpoint may send null
         before = list(state["messages"])
         shown = [*before, {"role": "user", "content": escape_text(question)}]
         pending = {"role": "assistant", "content": "", "metadata": {"title": PENDING_TITLE, "status": "pending"}}
@@ -160,11 +161,12 @@ class ChatHandlers:
             gr.Warning(answer.answer)
             return
         index = len(shown)
-        for piece in stream_pieces(answer_text(answer, self.allowed)):
+        text = answer_text(answer, self.allowed)
+        for piece in stream_pieces(text):
             yield [*shown, {"role": "assistant", "content": piece}], state, gr.skip()
             if self.delay:
                 time.sleep(self.delay)
-        final = [*shown, {"role": "assistant", "content": answer_text(answer, self.allowed)}]
+        final = [*shown, {"role": "assistant", "content": text}]
         final += reply_messages(answer, self.allowed)
         state["history"] += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.answer}]
         state["turns"].append({"answer_id": answer.answer_id, "index": index, "end": len(final)})

@@ -23,6 +23,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from assistant.feedback import MAX_COMMENT_CHARS
+
 if TYPE_CHECKING:
     from assistant.server import AssistantService
 
@@ -105,7 +107,13 @@ def render_widget_page(service: AssistantService, title: str | None, starters: s
     settings = service.settings
     title_text = (title or "").strip()[:MAX_TITLE_CHARS] or DEFAULT_TITLE
     starter_list = clean_starters(starters, settings.starter_questions)
-    config = {"maxChars": settings.max_question_chars, "color": clean_color(color), "starters": starter_list}
+    config = {
+        "maxChars": settings.max_question_chars,
+        "maxTurns": settings.max_history_turns,
+        "maxComment": MAX_COMMENT_CHARS,
+        "color": clean_color(color),
+        "starters": starter_list,
+    }
     buttons = "\n".join(
         f'      <li><button type="button" class="starter">{html.escape(text)}</button></li>' for text in starter_list
     )

@@ -175,7 +175,7 @@ def test_run_writes_metrics_results_and_report(
     assert all(r["passed"] for r in results)
     assert "The sources do not cover &lt;that&gt;." in (out / "report.html").read_text()
 
-    # warm-up first, then every case with its history as plain dicts; baselines asked for k * 3 chunks
+    # warm-up first, then every case with its history as plain dicts; baselines asked for k * 5 chunks
     assert [q for q, _ in fake.asked] == [
         "warm-up",
         "Is processing a copy?",

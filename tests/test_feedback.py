@@ -58,6 +58,8 @@ def test_second_vote_updates_the_row_and_keeps_an_earlier_comment(store: Feedbac
 def test_database_runs_in_wal_mode_with_full_sync(store: FeedbackStore) -> None:
     with sqlite3.connect(store.path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # synchronous is per connection: the store's own must be FULL (2).
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2
 
 
 @pytest.mark.parametrize(

@@ -255,8 +255,21 @@ def test_answer_slots_bound_concurrency_and_waiting() -> None:
     deadline = time.monotonic() + 10
     while slots._waiting == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
-    with pytest.raises(ServerBusyError), slots.take(timeout=0.1):  # the one waiting place is taken
-        pass
+    assert slots._waiting == 1
+    extra_result: list[str] = []
+
+    def take_another() -> None:
+        try:
+            with slots.take(timeout=30):
+                extra_result.append("ran")
+        except ServerBusyError:
+            extra_result.append("busy")
+
+    extra = threading.Thread(target=take_another)
+    extra.start()
+    extra.join(10)
+    # Refused at once while the slot is still held: the one waiting place is taken.
+    assert extra_result == ["busy"]
     release.set()
     holder.join(10)
     waiter.join(10)
@@ -268,7 +281,7 @@ def test_answer_slots_bound_concurrency_and_waiting() -> None:
 def test_loader_failure_is_reported_not_hung(settings_: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     import assistant.assistant as engine
 
-    def broken(_: Settings) -> None:
+    def broken(_: Settings, **__: object) -> None:
         raise IndexNotReadyError("The index could not be built: disk full.")
 
     monkeypatch.setattr(engine, "Assistant", broken)

@@ -124,6 +124,14 @@ def test_bad_input_changes_nothing(service: AssistantService) -> None:
     assert messages == [] and final_state["history"] == [] and textbox == "   "
 
 
+def test_a_null_question_from_the_chat_endpoint_is_treated_as_empty(service: AssistantService) -> None:
+    handlers = ChatHandlers(service)
+    state = new_state()
+    updates = drain(handlers.respond(None, state))  # type: ignore[arg-type]  # what a raw API call can send
+    messages, final_state, textbox = updates[-1]
+    assert messages == [] and final_state["history"] == [] and textbox == ""
+
+
 def like(index: int, liked: bool | str) -> gr.LikeData:
     return gr.LikeData(None, {"index": index, "value": ["..."], "liked": liked})
 

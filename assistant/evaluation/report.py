@@ -16,6 +16,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from assistant.evaluation.metrics import RETRIEVERS
+
 HEADLINE: list[tuple[str, str]] = [
     ("pass_rate", "Cases passing every check"),
     ("citations.section_hit@3", "Expected section among the top 3 citations"),
@@ -255,7 +257,7 @@ def _case_html(record: dict[str, Any]) -> str:
 def render_report(metrics: dict[str, Any], results: Sequence[dict[str, Any]]) -> str:
     """The whole page: verdict, headline metrics vs thresholds, plots, tables, then failing cases first."""
     overall, k = metrics["overall"], int(metrics["run"]["k"])
-    retrievers = [name for name in ("assistant", "dense", "bm25") if f"retrieval.{name}.mrr" in overall]
+    retrievers = [name for name in RETRIEVERS if f"retrieval.{name}.mrr" in overall]
     gate = metrics["gate"]
     verdict = (
         '<div class="banner ok">Every metric meets its threshold.</div>'

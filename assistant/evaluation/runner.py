@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from assistant.answer import distinct_sections
 from assistant.corpus import Corpus, load_corpus
 from assistant.errors import AssistantError
 from assistant.evaluation.dataset import EvalCase, check_against_corpus, load_dataset
@@ -42,6 +43,7 @@ from assistant.evaluation.metrics import (
     score_case,
 )
 from assistant.evaluation.report import HEADLINE, render_report
+from assistant.retrieval import Retriever
 from assistant.schemas import Answer
 from assistant.settings import PROJECT_ROOT, Settings
 
@@ -56,14 +58,6 @@ PLAIN_PROGRESS_EVERY = 25
 """Without a terminal (CI), print a progress line every this many cases."""
 
 MetricValue = float | int | None
-
-
-class Retriever(Protocol):
-    """A ranked passage retriever (the baselines)."""
-
-    def retrieve(self, query: str, k: int) -> list[Document]:
-        """The ``k`` best chunks for ``query``, best first."""
-        ...
 
 
 class AssistantLike(Protocol):
@@ -142,12 +136,8 @@ def load_thresholds(path: Path) -> Thresholds:
 
 
 def unmet_targets(overall: dict[str, MetricValue], thresholds: Thresholds) -> list[GateFailure]:
-    """Targets the run falls short of (reported, not gating)."""
-    return [
-        GateFailure(key, None if overall.get(key) is None else float(overall[key]), "min", target)  # type: ignore[arg-type]
-        for key, target in thresholds.targets.items()
-        if overall.get(key) is None or float(overall[key]) < target  # type: ignore[arg-type]
-    ]
+    """Targets the run falls short of (reported, not gating): the gate's check with targets as floors."""
+    return check_gate(overall, Thresholds(minimum=thresholds.targets, maximum={}))
 
 
 def check_gate(overall: dict[str, MetricValue], thresholds: Thresholds) -> list[GateFailure]:
@@ -161,16 +151,6 @@ def check_gate(overall: dict[str, MetricValue], thresholds: Thresholds) -> list[
             elif (bound == "min" and value < threshold) or (bound == "max" and value > threshold):
                 failures.append(GateFailure(key, float(value), bound, threshold))
     return failures
-
-
-def distinct_sections(documents: Sequence[Document], k: int) -> list[str]:
-    """Section headings in rank order, each once, at most ``k``."""
-    sections: list[str] = []
-    for document in documents:
-        section = str(document.metadata.get("section", ""))
-        if section and section not in sections:
-            sections.append(section)
-    return sections[:k]
 
 
 def run_case(assistant: AssistantLike, case: EvalCase, k: int, baselines: dict[str, Retriever]) -> CaseOutcome:

@@ -5,9 +5,9 @@
 (function () {
   "use strict";
 
-  var MAX_TURNS = 20;
   var panel = document.getElementById("panel");
   var config = JSON.parse(panel.getAttribute("data-config") || "{}");
+  var MAX_TURNS = config.maxTurns || 20;
   var log = document.getElementById("log");
   var form = document.getElementById("ask-form");
   var textarea = document.getElementById("question");
@@ -124,7 +124,7 @@
     up.setAttribute("aria-label", "Helpful");
     down.setAttribute("aria-label", "Not helpful");
     commentInput.type = "text";
-    commentInput.maxLength = 2000;
+    commentInput.maxLength = config.maxComment || 2000;
     commentInput.placeholder = "Add a comment (optional)";
     commentInput.setAttribute("aria-label", "Comment on this answer");
     commentSend.type = "submit";
