@@ -148,7 +148,11 @@ class Assistant:
             prepared = dataclasses.replace(
                 prepared,
                 # The bullets that apply are retrieved with the related sections, so the answer can cite them.
-                preferred_sections=(*self._detector.related_sections(triggers), ESCALATION_HEADING),
+                preferred_sections=(
+                    *prepared.preferred_sections,
+                    *self._detector.related_sections(triggers),
+                    ESCALATION_HEADING,
+                ),
                 primary_sections=self._detector.primary_sections(triggers),
             )
         vector = self._query_vector(prepared.text)

@@ -46,9 +46,6 @@ _ASKS_FOR_A_LIST = re.compile(
 _DEFINED_TERM = re.compile(r"^(?:An?|The|A person’s)?\s*“([^”]+)”")
 _LIST_ITEM = re.compile(r"^(?:- |\(\w{1,4}\) |\d+\. )")
 _LEAD_IN = ("—", ":", "following")
-# Sections that never lead a further part of an answer: the disclaimer is appended to every
-# reply anyway, and the numbered source list says nothing about the question's substance.
-_NEVER_LEADS = frozenset({DISCLAIMER_HEADING, SOURCES_HEADING})
 _ASKS_ABOUT_LAWYERS = re.compile(r"\b(?:lawyer|attorney|solicitor|counsel|legal (?:help|advice)|professional)", re.I)
 
 
@@ -184,18 +181,16 @@ class ExtractiveComposer:
         candidates: list[_Candidate],
         passages: Sequence[Document],
         wants_list: bool = False,
-        bullets_may_lead: bool = True,
+        never_leads: frozenset[str] = frozenset(),
     ) -> list[_Candidate]:
-        best = candidates[0]
-        never_leads = _NEVER_LEADS if bullets_may_lead else _NEVER_LEADS | {ESCALATION_HEADING}
+        # A section that may not lead gives no best sentence either: the answer would open with it.
+        eligible = [c for c in candidates if c.sentence.section not in never_leads] or candidates
+        best = eligible[0]
+        never_leads |= {DISCLAIMER_HEADING}  # appended to every reply: never a further part of one
         if wants_list and not _LIST_ITEM.match(best.sentence.text):
             # Asked for a list ("in which situations…"): a list that answers nearly as well is the answer.
             best = next(
-                (
-                    c
-                    for c in candidates
-                    if _LIST_ITEM.match(c.sentence.text) and c.score >= best.score - self.list_margin
-                ),
+                (c for c in eligible if _LIST_ITEM.match(c.sentence.text) and c.score >= best.score - self.list_margin),
                 best,
             )
         chosen = [best]
@@ -313,6 +308,21 @@ class ExtractiveComposer:
             add(self._context_for(best, candidates))
         return chosen
 
+    @staticmethod
+    def _never_leads(request: CompositionRequest) -> frozenset[str]:
+        """Sections that answer only a question of their own kind, so may not open or lead a part of another's.
+
+        A lawyer bullet is a situation: it answers a user in it, or one who asks about lawyers (a general
+        "can producers sell such tracks?" is answered by the risks, not by "you plan to commercially
+        release…"). The numbered Sources list answers a question about the article's references.
+        """
+        barred = set()
+        if request.situation_vectors is None and not _ASKS_ABOUT_LAWYERS.search(request.query.text):
+            barred.add(ESCALATION_HEADING)
+        if not request.query.wants_sources:
+            barred.add(SOURCES_HEADING)
+        return frozenset(barred)
+
     def _applies(self, candidate: _Candidate) -> bool:
         """Whether the candidate is the 'When to Ask a Lawyer' bullet that matches the user's situation."""
         return candidate.sentence.section == ESCALATION_HEADING and candidate.situation >= self.bullet_situation
@@ -349,9 +359,7 @@ class ExtractiveComposer:
             candidates,
             request.passages,
             wants_list=bool(_ASKS_FOR_A_LIST.search(request.query.original)),
-            # A bullet is a situation: it follows an answer for a user in it, or one who asks about lawyers.
-            bullets_may_lead=request.situation_vectors is not None
-            or bool(_ASKS_ABOUT_LAWYERS.search(request.query.text)),
+            never_leads=self._never_leads(request),
         )
         # Sections in the order they were chosen (best first), sentences in file order within each.
         section_order = list(dict.fromkeys(c.sentence.section for c in chosen))

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from assistant.corpus import SOURCES_HEADING
 from assistant.guardrails import clean_text
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?", re.UNICODE)
@@ -38,6 +39,14 @@ _STATUTE_CUES = re.compile(
 )
 _TREATY_CUES = re.compile(
     r"\b(?:wipo|wct|treaty|treaties|international law|internationally|diplomatic conference)\b", re.IGNORECASE
+)
+# Questions about the article's own references ("what sources does it cite?", "is there a link to…"),
+# answered from its numbered Sources list. A lone "source" is left out: "the source of my stems" is not one.
+_SOURCES_CUES = re.compile(
+    r"\b(?:sources|cites?|cited|citations?|references?|referenced|links?|urls?|websites?|bibliograph\w*|"
+    r"further reading|based on|where (?:can|could|do|should|would) (?:i|you|one|we) (?:read|look up)|"
+    r"read (?:more|the (?:actual |full |original )?(?:text|statute|law|act|treaty)))\b",
+    re.IGNORECASE,
 )
 STOPWORDS = frozenset(
     [
@@ -207,6 +216,10 @@ STOPWORDS = frozenset(
         "thank",
         "one",
         "ones",
+        # "The article says…" names the document being asked about, not the statute's "useful article"
+        # or the treaty's "Article 8" (numbered treaty articles are read before words are dropped).
+        "article",
+        "articles",
     ]
 )
 
@@ -217,7 +230,8 @@ class PreparedQuery:
 
     ``focus_terms`` are the new words of a follow-up ("what about *Spotify*?"),
     ``already_said`` the sentences the user was just given ("tell me more"), and
-    ``preferred_sections`` the sections that speak to the user's situation, and
+    ``preferred_sections`` the sections that speak to the user's situation (or to a question
+    about the article's sources), and
     ``primary_sections`` the one of them that speaks to each situation most directly.
     """
 
@@ -228,6 +242,7 @@ class PreparedQuery:
     wants_statute: bool = False
     wants_treaty: bool = False
     wants_definition: bool = False
+    wants_sources: bool = False
     content_terms: tuple[str, ...] = field(default=())
     preferred_sections: tuple[str, ...] = ()
     primary_sections: tuple[str, ...] = ()
@@ -328,6 +343,7 @@ class QueryPreparer:
         if fixes:
             text = f"{text} {' '.join(fixes)}"
         statute = tuple(dict.fromkeys(m.group("number").lower() for m in _STATUTE_REF.finditer(text)))
+        wants_sources = bool(_SOURCES_CUES.search(text))
         treaty = tuple(dict.fromkeys(m.group("number") for m in _TREATY_REF.finditer(text)))
         return PreparedQuery(
             original=question,
@@ -338,4 +354,7 @@ class QueryPreparer:
             wants_treaty=bool(treaty) or bool(_TREATY_CUES.search(text)),
             wants_definition=bool(_DEFINITION_CUES.search(question)),
             content_terms=tuple(dict.fromkeys(content_tokens(text))),
+            # A question about the article's references is answered from its list of sources.
+            preferred_sections=(SOURCES_HEADING,) if wants_sources else (),
+            wants_sources=wants_sources,
         )

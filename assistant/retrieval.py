@@ -27,6 +27,7 @@ from langchain_core.embeddings import Embeddings
 from rank_bm25 import BM25Okapi
 
 from assistant.chunking import embedding_text
+from assistant.corpus import SOURCES_HEADING
 from assistant.query import PreparedQuery, QueryPreparer, content_tokens, words
 from assistant.sentences import SentenceBank
 
@@ -134,6 +135,8 @@ class HybridRetriever:
             prior += w.situation
         if kind == "statute" and any(section.lower().startswith(f"§ {n}.") for n in query.statute_sections):
             prior += w.named_section
+        if kind == "article" and query.wants_sources and section == SOURCES_HEADING:
+            prior += w.named_section - w.situation  # named by the question, as "§ 107" names a section
         if kind == "statute" and query.wants_definition and section.startswith("§ 101."):
             prior += w.named_source
         if kind == "treaty" and any(section.startswith(f"Article {n}.") for n in query.treaty_articles):

@@ -64,6 +64,41 @@ def test_the_disclaimer_and_the_source_list_never_trail_an_answer(assistant: Ass
             assert citation.section not in {"Legal Disclaimer", "Sources"}
 
 
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Can producers sell tracks made with AI stems?",
+        "Is it risky to upload a remix built on separated stems?",
+        "What parts of a song can these AI tools pull apart?",
+    ],
+)
+def test_a_general_question_never_opens_with_a_lawyer_bullet_or_the_source_list(
+    assistant: Assistant, question: str
+) -> None:
+    answer = assistant.ask(question)
+    assert answer.answered and not answer.escalations
+    assert answer.citations[0].section not in {"When to Ask a Lawyer", "Sources"}
+    assert "Sources" not in {c.section for c in answer.citations}
+
+
+@pytest.mark.parametrize(
+    ("question", "url"),
+    [
+        (
+            "Does the article give a URL for the copyright statute?",
+            "https://www.copyright.gov/title17/92chap1.html#106",
+        ),
+        ("Is there a link to the WIPO treaty text?", "https://www.wipo.int/treaties/en/text/245166"),
+    ],
+)
+def test_a_question_about_the_articles_references_is_answered_from_its_sources(
+    assistant: Assistant, question: str, url: str
+) -> None:
+    answer = assistant.ask(question)
+    assert answer.citations[0].section == "Sources"
+    assert url in answer.answer
+
+
 def test_an_item_of_another_sections_list_starts_a_list_of_its_own() -> None:
     from assistant.extractive import _join
 

@@ -49,6 +49,30 @@ def test_questions_about_the_law_are_recognised(
     assert prepared.statute_sections == sections
 
 
+@pytest.mark.parametrize(
+    ("question", "about_sources"),
+    [
+        ("Is there a link to the WIPO treaty text?", True),
+        ("Which piece of US law is the article based on?", True),
+        ("Does the article give a URL for the copyright statute?", True),
+        ("Where could I read the actual statute?", True),
+        ("Where can I find official stems released by artists?", False),
+        ("Should I document the source of my stems?", False),
+        ("I use an online vocal remover. Do I need to read its terms?", False),
+    ],
+)
+def test_questions_about_the_articles_sources_are_recognised(
+    preparer: QueryPreparer, question: str, about_sources: bool
+) -> None:
+    assert preparer.prepare(question).wants_sources is about_sources
+
+
+def test_the_article_named_as_the_document_is_no_search_term() -> None:
+    # "What does the article say about…" must not match the statute's "useful article".
+    assert "articl" not in content_tokens("What does the article say about useful articles?")
+    assert content_tokens("What does the article say about useful articles?") == ["useful"]
+
+
 def test_treaty_article_numbers_are_read(preparer: QueryPreparer) -> None:
     assert preparer.prepare("What does Article 11 of the WIPO treaty require?").treaty_articles == ("11",)
 
