@@ -21,6 +21,7 @@ from assistant.escalation import EscalationDetector
 from assistant.extractive import ExtractiveComposer
 from assistant.guardrails import check_question, clean_text, guard
 from assistant.index import (
+    PARAGRAPHS,
     IndexBuild,
     build_index,
     expected_manifest,
@@ -56,7 +57,7 @@ def build_or_open_index(
         TextColumn("[bold]Building the index[/]"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("passages and sentences"),
+        TextColumn("passages, sentences and paragraphs"),
         TimeElapsedColumn(),
         console=_console,
         transient=False,
@@ -105,7 +106,10 @@ class Assistant:
         chunks = stored_chunks(self._store)
         self._chunks = chunks
         self._preparer = QueryPreparer(vocabulary(chunks))
-        self._sentences = SentenceBank.from_store(open_sentence_store(build, self._embeddings))
+        self._sentences = SentenceBank.from_store(
+            open_sentence_store(build, self._embeddings),
+            paragraphs=open_sentence_store(build, self._embeddings, PARAGRAPHS),
+        )
         self._scope = ScopeCheck(self.corpus)
         triggers = self.corpus.escalation_triggers
         vectors = self._embeddings.embed_documents([t.text for t in triggers])

@@ -15,7 +15,7 @@ from langchain_core.documents import Document
 
 from assistant.corpus import Corpus, Section
 
-CHUNKER_VERSION = "4"
+CHUNKER_VERSION = "5"
 
 _ABBREVIATIONS = frozenset(
     [
@@ -208,10 +208,33 @@ def sentence_documents(corpus: Corpus, chunks: list[Document]) -> list[Document]
     return sentences
 
 
+def paragraph_documents(corpus: Corpus, sentences: list[Document]) -> list[Document]:
+    """Every paragraph of every chunk (its sentences' span), as exact slices keyed like its sentences.
+
+    A sentence alone often misses what its paragraph is about ("The output is not the original
+    isolated track." is the article's answer on reconstruction): the paragraph's embedding says it.
+    """
+    runs: dict[tuple[str, int], list[Document]] = {}
+    for sentence in sentences:
+        runs.setdefault((sentence.metadata["chunk_id"], sentence.metadata["paragraph"]), []).append(sentence)
+    paragraphs: list[Document] = []
+    for (chunk_id, paragraph), run in runs.items():
+        meta = run[0].metadata
+        start, end = meta["start"], run[-1].metadata["end"]
+        paragraphs.append(
+            Document(
+                id=f"{chunk_id}#p{paragraph:03d}",
+                page_content=corpus.text_of(meta["source_id"])[start:end],
+                metadata={**meta, "start": start, "end": end, "kind": "paragraph"},
+            )
+        )
+    return paragraphs
+
+
 def embedding_text(document: Document) -> str:
-    """What gets embedded: the heading gives a chunk its topic, and a sentence its context."""
+    """What gets embedded: the heading gives a chunk its topic, and a sentence or paragraph its context."""
     meta = document.metadata
-    if meta.get("kind") == "sentence":
+    if meta.get("kind") in ("sentence", "paragraph"):
         return f"{meta['section']}: {document.page_content}"
     prefix = "Article" if meta["source_kind"] == "article" else meta["source_title"]
     return f"{prefix} — {meta['section']}\n{document.page_content}"

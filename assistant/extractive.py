@@ -86,6 +86,10 @@ class ExtractiveComposer:
     paragraph_sentences = 4
     paragraph_chars = 650
 
+    # A sentence's match counts with its paragraph's: the article's key sentence is often a short one
+    # ("The output is not the original isolated track.") whose paragraph says what it is about.
+    sentence_weight = 0.5
+    paragraph_weight = 0.3
     lexical_weight = 0.35
     situation_weight = 1.0
     # The other related sections count, but less: "releasing a track" is first a matter of practical risk.
@@ -116,13 +120,14 @@ class ExtractiveComposer:
         for doc in request.passages:
             chunk_id = str(doc.id)
             similarities = self._sentences.similarities(chunk_id, request.query_vector)
+            in_context = self._sentences.paragraph_similarities(chunk_id, request.query_vector)
             situations = (
                 np.max(np.stack([self._sentences.similarities(chunk_id, v) for v in request.situation_vectors]), axis=0)
                 if request.situation_vectors is not None and len(request.situation_vectors)
                 else None
             )
-            for index, (sentence, similarity) in enumerate(
-                zip(self._sentences.sentences(chunk_id), similarities, strict=True)
+            for index, (sentence, similarity, paragraph_similarity) in enumerate(
+                zip(self._sentences.sentences(chunk_id), similarities, in_context, strict=True)
             ):
                 if sentence.text.strip() in request.query.already_said or len(sentence.text) < 12:
                     continue
@@ -143,7 +148,8 @@ class ExtractiveComposer:
                 if sentence.section == ESCALATION_HEADING and not asks_about_lawyers:
                     section_bonus -= 0.1  # its bullets reach the user as notices when they apply
                 score = (
-                    float(similarity)
+                    self.sentence_weight * float(similarity)
+                    + self.paragraph_weight * float(paragraph_similarity)
                     + self.lexical_weight * lexical
                     + 0.25 * focused
                     + phrase

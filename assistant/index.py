@@ -32,13 +32,20 @@ from langchain_chroma import Chroma
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
-from assistant.chunking import CHUNKER_VERSION, chunk_corpus, embedding_text, sentence_documents
+from assistant.chunking import (
+    CHUNKER_VERSION,
+    chunk_corpus,
+    embedding_text,
+    paragraph_documents,
+    sentence_documents,
+)
 from assistant.corpus import Corpus
 from assistant.errors import IndexBusyError, IndexNotReadyError
 from assistant.settings import Settings
 
 COLLECTION = "corpus"
 SENTENCES = "sentences"
+PARAGRAPHS = "paragraphs"
 MANIFEST = "manifest.json"
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` while chunks are embedded."""
@@ -129,11 +136,16 @@ def _write_chroma(
     # the exact slice of the corpus file that quotes are checked against.
     client = _chroma_client(path)
     sentences = sentence_documents(corpus, chunks)
-    total = len(chunks) + len(sentences)
+    paragraphs = paragraph_documents(corpus, sentences)
+    total = len(chunks) + len(sentences) + len(paragraphs)
     done = 0
     progress(done, total)
-    for name, documents in ((COLLECTION, chunks), (SENTENCES, sentences)):
-        collection = client.create_collection(name, configuration={"hnsw": {"space": "cosine"}})
+    for name, documents in ((COLLECTION, chunks), (SENTENCES, sentences), (PARAGRAPHS, paragraphs)):
+        # A wide search beam makes the approximate search as good as exact on a corpus this size, so a
+        # question gets the same passages from a build just written as from one reopened later.
+        collection = client.create_collection(
+            name, configuration={"hnsw": {"space": "cosine", "ef_construction": 200, "ef_search": 200}}
+        )
         for offset in range(0, len(documents), batch):
             part = documents[offset : offset + batch]
             vectors = embeddings.embed_documents([embedding_text(doc) for doc in part])
@@ -209,9 +221,9 @@ def open_vector_store(build: IndexBuild, embeddings: Embeddings) -> Chroma:
     return Chroma(client=_chroma_client(build.path), collection_name=COLLECTION, embedding_function=embeddings)
 
 
-def open_sentence_store(build: IndexBuild, embeddings: Embeddings) -> Chroma:
-    """The build's sentence collection (what answers quote and the reranker compares)."""
-    return Chroma(client=_chroma_client(build.path), collection_name=SENTENCES, embedding_function=embeddings)
+def open_sentence_store(build: IndexBuild, embeddings: Embeddings, collection: str = SENTENCES) -> Chroma:
+    """The build's sentence collection (what answers quote and the reranker compares), or its paragraphs."""
+    return Chroma(client=_chroma_client(build.path), collection_name=collection, embedding_function=embeddings)
 
 
 def stored_chunks(store: Chroma) -> list[Document]:

@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.chunking import chunk_corpus, embedding_text, section_sentences, sentence_documents
+from assistant.chunking import (
+    chunk_corpus,
+    embedding_text,
+    paragraph_documents,
+    section_sentences,
+    sentence_documents,
+)
 from assistant.corpus import Corpus
 
 
@@ -76,3 +82,20 @@ def test_sentences_are_exact_slices_inside_their_chunk(corpus: Corpus, chunks) -
         assert corpus.text_of(meta["source_id"])[meta["start"] : meta["end"]] == sentence.page_content
         chunk = by_id[meta["chunk_id"]]
         assert chunk.metadata["start"] <= meta["start"] < meta["end"] <= chunk.metadata["end"]
+
+
+def test_paragraphs_are_exact_slices_that_hold_their_sentences(corpus: Corpus, chunks) -> None:  # type: ignore[no-untyped-def]
+    sentences = sentence_documents(corpus, chunks)
+    paragraphs = paragraph_documents(corpus, sentences)
+    by_key = {(p.metadata["chunk_id"], p.metadata["paragraph"]): p for p in paragraphs}
+    assert len(by_key) == len(paragraphs) == len({str(p.id) for p in paragraphs})
+    for paragraph in paragraphs:
+        meta = paragraph.metadata
+        assert corpus.text_of(meta["source_id"])[meta["start"] : meta["end"]] == paragraph.page_content
+        assert embedding_text(paragraph).startswith(f"{meta['section']}: ")
+    for sentence in sentences:
+        meta = sentence.metadata
+        holder = by_key[(meta["chunk_id"], meta["paragraph"])].metadata
+        assert holder["start"] <= meta["start"] < meta["end"] <= holder["end"]
+    # A paragraph of several sentences is one document, not one per sentence.
+    assert len(paragraphs) < len(sentences)

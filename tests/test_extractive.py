@@ -48,6 +48,13 @@ def test_a_situation_cites_the_bullet_that_applies_and_no_other(assistant: Assis
     assert answer.citations[0].section != "When to Ask a Lawyer"
 
 
+def test_a_sentence_counts_with_its_paragraph(assistant: Assistant) -> None:
+    # "Many users assume that because the software is freely available…" says little alone; its paragraph
+    # (on the marketing of these tools and the assumption it invites) answers the question.
+    answer = assistant.ask("Why would anyone think a free vocal remover makes the output OK to use?")
+    assert "freely available" in answer.answer
+
+
 @pytest.mark.parametrize(
     "question",
     [
