@@ -88,11 +88,23 @@ def test_uncovered_question_says_so_and_names_the_closest_sections(assistant: As
         "How long does copyright in a sound recording last in Canada?",
         "What does the Billboard article conclude about AI tools?",
         "Which separator app gives the cleanest vocals?",
+        "Is there a statute of limitations on suing over a bike accident in New York?",
     ],
 )
 def test_questions_outside_the_corpus_are_not_stitched_together(assistant: Assistant, question: str) -> None:
     answer = assistant.ask(question)
     assert not answer.answered and answer.citations == []
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What is the adjusted statute of limitations for claims against digital music providers?",
+        "Is destroying a work of visual art through gross negligence a violation of the author's rights?",
+    ],
+)
+def test_the_statutes_own_words_for_other_areas_of_law_stay_in_scope(assistant: Assistant, question: str) -> None:
+    assert assistant.ask(question).answered
 
 
 def test_homepage_only_sources_are_listed_but_never_cited(assistant: Assistant) -> None:
