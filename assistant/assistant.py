@@ -105,6 +105,7 @@ class Assistant:
         self._store = open_vector_store(build, self._embeddings)
         chunks = stored_chunks(self._store)
         self._chunks = chunks
+        self._bullet_chunk = next(doc for doc in chunks if doc.metadata["section"] == ESCALATION_HEADING)
         self._preparer = QueryPreparer(vocabulary(chunks))
         self._sentences = SentenceBank.from_store(
             open_sentence_store(build, self._embeddings),
@@ -160,7 +161,14 @@ class Assistant:
                 primary_sections=self._detector.primary_sections(triggers),
             )
         vector = self._query_vector(prepared.text)
-        return prepared, vector, self._retriever.retrieve_prepared(prepared, k, vector)
+        passages = self._retriever.retrieve_prepared(prepared, k, vector)
+        if escalations and all(doc.metadata["section"] != ESCALATION_HEADING for doc in passages):
+            # The answer cites the bullet that applies to the user, however its passage ranked.
+            lowest = float(passages[-1].metadata["score"]) if passages else 0.0
+            passages.append(
+                self._bullet_chunk.model_copy(update={"metadata": {**self._bullet_chunk.metadata, "score": lowest}})
+            )
+        return prepared, vector, passages
 
     def baseline_retrievers(self) -> dict[str, Retriever]:
         """Plain dense (LangChain Chroma) and BM25 retrieval over the same chunks, for comparison."""

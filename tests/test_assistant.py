@@ -89,6 +89,7 @@ def test_uncovered_question_says_so_and_names_the_closest_sections(assistant: As
         "What does the Billboard article conclude about AI tools?",
         "Which separator app gives the cleanest vocals?",
         "Is there a statute of limitations on suing over a bike accident in New York?",
+        "Wie regelt das japanische Urheberrecht das Sampling?",
     ],
 )
 def test_questions_outside_the_corpus_are_not_stitched_together(assistant: Assistant, question: str) -> None:

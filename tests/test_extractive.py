@@ -56,6 +56,25 @@ def test_a_sentence_counts_with_its_paragraph(assistant: Assistant) -> None:
 
 
 @pytest.mark.parametrize(
+    ("situation", "trigger"),
+    [
+        ("We're launching a subscription site that splits customers' songs into stems with AI.", "building_product"),
+        ("My label is putting my bootleg edit out on Spotify and Apple Music next month.", "commercial_release"),
+        ("I just got a copyright claim on my mashup upload. What do I do?", "claim_or_takedown"),
+        ("I need to find out whether my sample-based remix counts as fair use.", "copyright_exception"),
+        ("I'm negotiating a remix license with the artist's publisher right now.", "license_negotiation"),
+    ],
+)
+def test_the_answer_cites_the_bullet_for_the_users_situation(
+    assistant: Assistant, situation: str, trigger: str
+) -> None:
+    answer = assistant.ask(situation)
+    assert trigger in [e.trigger for e in answer.escalations]
+    bullet = next(e.text for e in answer.escalations if e.trigger == trigger)
+    assert f"- {bullet}" in [c.quote for c in answer.citations]
+
+
+@pytest.mark.parametrize(
     "question",
     [
         "Is anyone actually suing over AI training data right now?",

@@ -312,7 +312,7 @@ def run_eval_command(
     if assistant is None:
         from assistant.assistant import Assistant
 
-        console.print("Loading the model and opening the index (the first build takes about a minute)…")
+        console.print("Loading the model and opening the index (the first build takes about two minutes)…")
         with console.status("Loading…"):
             assistant = Assistant(settings)
     outcomes = run_cases(assistant, cases, k, console)
