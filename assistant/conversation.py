@@ -42,6 +42,8 @@ _FOLLOW_UP_OPENERS = re.compile(
 )
 _ANAPHORA = re.compile(r"\b(?:it|that|this|they|them|those|these|there|one|ones|he|she|its|their)\b", re.IGNORECASE)
 _MORE = re.compile(r"\b(?:more|elaborate|expand|explain|details?|else|go on|continue)\b", re.IGNORECASE)
+_INLINE_NUMBER = re.compile(r"(?:^|(?<=[\s,;:]))\(?[1-9][.)]\s+")
+_INLINE_SEPARATOR = re.compile(r",\s*(?:and\s+|or\s+)?|;\s*|\s+and\s+")
 _MARKED_SENTENCE = re.compile(r"[^.!?\n]*?[^\s][^\n]*?\[\d+\]")
 
 
@@ -89,6 +91,19 @@ def _answer_items(content: str) -> list[str]:
     return [m.group(0).strip() for m in _MARKED_SENTENCE.finditer(body)] or lines
 
 
+def _inline_items(content: str) -> list[str]:
+    """The items of a list written inline: "1) license the multitrack, 2) use …" or "five: a, b, c and d"."""
+    body = _strip_markers(answer_body(content))
+    numbered = [
+        re.sub(r"\s+(?:and|or)$", "", item.strip(" ,;.")).strip(" ,;") for item in _INLINE_NUMBER.split(body)[1:]
+    ]
+    if len(numbered) >= 2:
+        return numbered
+    _, colon, listed = body.rpartition(":")
+    items = [item.strip(" .") for item in _INLINE_SEPARATOR.split(listed)] if colon else []
+    return [item for item in items if item] if len(items) >= 3 else []
+
+
 def _strip_markers(text: str) -> str:
     return re.sub(r"\s*\[\d+\]", "", text).strip()
 
@@ -108,6 +123,9 @@ def resolve(question: str, history: Sequence[Message]) -> ResolvedQuestion:
     if ordinal and previous_answer:
         items = _answer_items(previous_answer)
         index = _ORDINALS.get((ordinal.group("ordinal") or "").lower()) or int(ordinal.group("number") or 0)
+        if len(items) < max(index, 2):
+            # A list written in one sentence (a reply not from this assistant, or a user's own summary).
+            items = _inline_items(previous_answer) or items
         if items and index:
             position = index - 1 if index > 0 else len(items) - 1
             if 0 <= position < len(items):

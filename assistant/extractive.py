@@ -90,7 +90,7 @@ class ExtractiveComposer:
 
     # A sentence's match counts with its paragraph's: the article's key sentence is often a short one
     # ("The output is not the original isolated track.") whose paragraph says what it is about.
-    sentence_weight = 0.5
+    sentence_weight = 0.7
     paragraph_weight = 0.3
     lexical_weight = 0.35
     situation_weight = 1.0

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from assistant.corpus import Corpus
 from assistant.errors import DatasetError
-from assistant.evaluation.dataset import DEFAULT_CATEGORY, check_against_corpus, load_dataset, parse_case
+from assistant.evaluation.dataset import DEFAULT_CATEGORY, EvalCase, check_against_corpus, load_dataset, parse_case
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -201,3 +201,23 @@ def test_the_held_out_dataset_is_valid_and_shares_no_question_with_the_developme
     for case in heldout:
         for phrase in case.must_include:
             assert phrase in article, f"{case.id}: '{phrase}' is not article text"
+
+
+def test_the_second_held_out_dataset_is_valid_and_shares_no_question_with_the_others(corpus: Corpus) -> None:
+    path = PROJECT_ROOT / "evals" / "heldout2.jsonl"
+    cases = check_against_corpus(load_dataset(path), corpus, path)
+    others = [
+        *load_dataset(PROJECT_ROOT / "evals" / "questions.jsonl"),
+        *load_dataset(PROJECT_ROOT / "evals" / "heldout.jsonl"),
+    ]
+    assert len(cases) >= 58
+
+    def asked(case: EvalCase) -> tuple[str, str]:  # "What about Spotify?" after another turn is another case
+        return case.question.casefold(), repr(case.history)
+
+    assert {asked(c) for c in cases}.isdisjoint(asked(c) for c in others)
+    sections = {section.heading: section.text.lower() for section in corpus.sections}
+    for case in cases:
+        for phrase in case.must_include:
+            # Each phrase is text of one of the sections the case expects, so a correct answer can quote it.
+            assert any(phrase in sections[heading] for heading in case.expected_sections), f"{case.id}: '{phrase}'"

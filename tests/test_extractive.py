@@ -49,10 +49,25 @@ def test_a_situation_cites_the_bullet_that_applies_and_no_other(assistant: Assis
 
 
 def test_a_sentence_counts_with_its_paragraph(assistant: Assistant) -> None:
-    # "Many users assume that because the software is freely available…" says little alone; its paragraph
-    # (on the marketing of these tools and the assumption it invites) answers the question.
-    answer = assistant.ask("Why would anyone think a free vocal remover makes the output OK to use?")
-    assert "freely available" in answer.answer
+    from assistant.answer import CompositionRequest
+    from assistant.extractive import ExtractiveComposer
+
+    question = "Why shouldn't I assume a free vocal remover is automatically fine to use?"
+    prepared, vector, passages = assistant._retrieve(question, [], [], assistant.settings.k)
+    request = CompositionRequest(query=prepared, query_vector=vector, passages=passages)
+    bank = assistant._sentences
+    with_context = ExtractiveComposer(assistant.corpus, bank, idf=assistant._retriever.idf)
+    alone = ExtractiveComposer(assistant.corpus, bank, idf=assistant._retriever.idf)
+    alone.paragraph_weight = 0.0
+    scores = {c.sentence: c.score for c in alone._candidates(request)}
+    for candidate in with_context._candidates(request):
+        sentences = bank.sentences(candidate.sentence.chunk_id)
+        in_context = bank.paragraph_similarities(candidate.sentence.chunk_id, vector)[
+            sentences.index(candidate.sentence)
+        ]
+        assert candidate.score == pytest.approx(scores[candidate.sentence] + with_context.paragraph_weight * in_context)
+    # In context, "Many users assume that because the software is freely available…" answers the question.
+    assert "freely available" in with_context.compose(request).answer
 
 
 @pytest.mark.parametrize(
