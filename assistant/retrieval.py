@@ -132,11 +132,10 @@ class HybridRetriever:
             prior += w.named_source
         section = str(meta["section"])
         if section in query.preferred_sections:
-            prior += w.situation
+            # The Sources a question asks about weigh as a section it names ("§ 107"); a situation's less.
+            prior += w.named_section if query.wants_sources and section == SOURCES_HEADING else w.situation
         if kind == "statute" and any(section.lower().startswith(f"§ {n}.") for n in query.statute_sections):
             prior += w.named_section
-        if kind == "article" and query.wants_sources and section == SOURCES_HEADING:
-            prior += w.named_section - w.situation  # named by the question, as "§ 107" names a section
         if kind == "statute" and query.wants_definition and section.startswith("§ 101."):
             prior += w.named_source
         if kind == "treaty" and any(section.startswith(f"Article {n}.") for n in query.treaty_articles):
