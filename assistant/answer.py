@@ -1,4 +1,4 @@
-"""Answer composers: from ranked passages to a short answer whose every sentence is cited.
+"""Answer composers: from ranked sentences to a short answer whose every sentence is cited.
 
 Composers sit behind :class:`AnswerComposer`, so a generative backend can be
 added without touching retrieval or guardrails. The default is
@@ -7,26 +7,23 @@ added without touching retrieval or guardrails. The default is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
-from langchain_core.documents import Document
-
-from assistant.query import PreparedQuery
+from assistant.decisions.judge import Judgement
+from assistant.features import QueryView
 from assistant.schemas import Citation
+from assistant.sentences import SentenceTable
 
 
 @dataclass(frozen=True)
 class CompositionRequest:
     """Everything a composer may use to answer one question."""
 
-    query: PreparedQuery
-    query_vector: np.ndarray
-    passages: Sequence[Document]
-    situation_vectors: np.ndarray | None = None
-    """Embeddings of the 'When to Ask a Lawyer' bullets that match the user's situation, if any."""
+    view: QueryView
+    judgement: Judgement
+    situation_rows: tuple[int, ...] = ()
+    """The 'When to Ask a Lawyer' bullets of the situations this reply is about (table rows): cited last."""
 
 
 @dataclass(frozen=True)
@@ -40,25 +37,27 @@ class Composition:
 
 
 class AnswerComposer(Protocol):
-    """Turns retrieved passages into an answer with citations."""
+    """Turns ranked sentences into an answer with citations."""
 
     def compose(self, request: CompositionRequest) -> Composition:
-        """Answer from the passages, or say plainly that they do not cover the question."""
+        """Answer from the ranked sentences, or say plainly that they do not cover the question."""
         ...
 
 
-def distinct_sections(passages: Sequence[Document], limit: int = 3) -> list[str]:
-    """The first ``limit`` distinct section headings among ranked passages."""
+def closest_sections(table: SentenceTable, judgement: Judgement, limit: int = 3) -> list[str]:
+    """The first ``limit`` distinct sections among the ranked sentences."""
     sections: list[str] = []
-    for doc in passages:
-        if doc.metadata["section"] not in sections:
-            sections.append(doc.metadata["section"])
-    return sections[:limit]
+    for row in judgement.ranking.rows:
+        section = table.sentences[int(row)].section
+        if section not in sections:
+            sections.append(section)
+            if len(sections) == limit:
+                break
+    return sections
 
 
-def not_covered(passages: Sequence[Document], reason: str = "") -> Composition:
+def not_covered(closest: list[str], reason: str = "") -> Composition:
     """The honest reply when the corpus does not answer the question."""
-    closest = distinct_sections(passages)
     names = ", ".join(f"“{name}”" for name in closest)
     text = " ".join(
         part

@@ -1,42 +1,53 @@
-"""The assistant: wires corpus → index → retrieval → answer → guardrails from one settings object."""
+"""The assistant: wires corpus → index → decisions → retrieve → answer → guardrails from one settings object."""
 
 from __future__ import annotations
 
-import dataclasses
-import functools
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from assistant.answer import AnswerComposer, CompositionRequest, not_covered
-from assistant.conversation import parse_history, resolve
-from assistant.corpus import ESCALATION_HEADING, Corpus, load_corpus
+from assistant.answer import AnswerComposer, CompositionRequest
+from assistant.bank import Bank, load_bank
+from assistant.conversation import (
+    EarlierAnswer,
+    TurnRequest,
+    ViewBuilder,
+    conversation,
+    earlier_answer,
+    parse_history,
+    points_at_an_item,
+    quoted_rows,
+    referenced_item,
+    user_messages,
+)
+from assistant.corpus import ESCALATION_HEADING, ESCALATION_TRIGGER_IDS, Corpus, load_corpus
+from assistant.decisions.judge import Judge, Judgement, bullet_rows
+from assistant.decisions.models import Decisions
+from assistant.decisions.store import ensure_decisions
 from assistant.errors import AssistantError
-from assistant.escalation import EscalationDetector
 from assistant.extractive import ExtractiveComposer
+from assistant.features import QueryView
 from assistant.guardrails import check_question, clean_text, guard
 from assistant.index import (
-    PARAGRAPHS,
     IndexBuild,
     build_index,
     expected_manifest,
     fresh_build,
     make_embeddings,
-    open_sentence_store,
+    open_table,
     open_vector_store,
-    stored_chunks,
 )
-from assistant.query import PreparedQuery, QueryPreparer, content_tokens
-from assistant.retrieval import BM25Retriever, DenseRetriever, HybridRetriever, Retriever, vocabulary
-from assistant.schemas import Answer, Escalation, InputProblem, Message
-from assistant.scope import ScopeCheck
-from assistant.sentences import SentenceBank
+from assistant.query import QueryPreparer
+from assistant.retrieval import BM25Retriever, DenseRetriever, Retriever, passages
+from assistant.schemas import Answer, Citation, Escalation, InputProblem, Message
+from assistant.sentences import SentenceTable
 from assistant.settings import Settings, load_settings
+from assistant.tokens import words
 
 _console = Console(stderr=True)
 
@@ -57,7 +68,7 @@ def build_or_open_index(
         TextColumn("[bold]Building the index[/]"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("passages, sentences and paragraphs"),
+        TextColumn("distinct texts embedded"),
         TimeElapsedColumn(),
         console=_console,
         transient=False,
@@ -73,11 +84,21 @@ def build_or_open_index(
         )
 
 
-def make_composer(
-    settings: Settings, corpus: Corpus, sentences: SentenceBank, idf: dict[str, float] | None = None
-) -> AnswerComposer:
+def vocabulary(table: SentenceTable) -> Counter[str]:
+    """How often each word occurs in the corpus chunks (for typo repair)."""
+    found: Counter[str] = Counter()
+    for doc in table.chunks:
+        found.update(w for w in words(f"{doc.metadata['section']} {doc.page_content}") if w.isalpha())
+    return found
+
+
+def make_composer(settings: Settings, corpus: Corpus, table: SentenceTable, decisions: Decisions) -> AnswerComposer:
     """The answer composer named by ``settings.composer``."""
-    composers = {"extractive": lambda: ExtractiveComposer(corpus, sentences, settings.max_sentences, idf)}
+    composers = {
+        "extractive": lambda: ExtractiveComposer(
+            corpus, table, decisions.ranker.support_threshold, settings.max_support, settings.max_list_items
+        )
+    }
     try:
         return composers[settings.composer]()
     except KeyError:
@@ -96,85 +117,107 @@ class Assistant:
         composer: AnswerComposer | None = None,
         embeddings: Embeddings | None = None,
         corpus: Corpus | None = None,
+        bank: Bank | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         self.corpus = corpus or load_corpus(self.settings.corpus_dir, self.settings.article_url)
         self._embeddings = embeddings or make_embeddings(self.settings)
         build = build_or_open_index(self.settings, embeddings=self._embeddings, corpus=self.corpus)
-        self.index_info: dict[str, Any] = {**build.manifest, "path": str(build.path)}
-        self._store = open_vector_store(build, self._embeddings)
-        chunks = stored_chunks(self._store)
-        self._chunks = chunks
-        self._bullet_chunk = next(doc for doc in chunks if doc.metadata["section"] == ESCALATION_HEADING)
-        self._preparer = QueryPreparer(vocabulary(chunks))
-        self._sentences = SentenceBank.from_store(
-            open_sentence_store(build, self._embeddings),
-            paragraphs=open_sentence_store(build, self._embeddings, PARAGRAPHS),
-        )
-        self._scope = ScopeCheck(self.corpus)
-        triggers = self.corpus.escalation_triggers
-        vectors = self._embeddings.embed_documents([t.text for t in triggers])
-        self._bullet_vectors = {t.id: np.asarray(v, dtype=float) for t, v in zip(triggers, vectors, strict=True)}
-        self._retriever = HybridRetriever(
-            self._store, chunks, self._embeddings, self._preparer, self._sentences, self.settings.candidates
-        )
-        self._composer = composer or make_composer(self.settings, self.corpus, self._sentences, self._retriever.idf)
-        # ask() and retrieve() (the eval calls both) embed the same prepared query: embed it once.
-        self._query_vector = functools.lru_cache(maxsize=1024)(self._embed_query)
-        self._detector = EscalationDetector(
-            self.corpus.escalation_triggers,
-            lambda m: self._preparer.prepare(m).text,
-            headings={section.heading for section in self.corpus.sections},
-        )
+        self._build = build
+        self.table = open_table(build, self.corpus)
+        self._views = ViewBuilder(QueryPreparer(vocabulary(self.table)), self._embeddings.embed_documents)
+        self.bank = bank or load_bank(self.corpus)
+        with _console.status("Fitting the decisions on the question bank…") as status:
+
+            def progress(message: str) -> None:
+                status.update(f"Fitting the decisions on the question bank: {message}…")
+
+            self.decisions, self.decisions_report = ensure_decisions(
+                build, self.bank, self.settings, self.table, self._views, progress=progress
+            )
+        self.index_info: dict[str, Any] = {
+            **build.manifest,
+            "path": str(build.path),
+            "decisions": self.decisions_report["key"],
+            "bank_fingerprint": self.decisions_report["bank_fingerprint"],
+        }
+        self._judge = Judge(self.decisions, self.table, self.settings.candidates)
+        self._composer = composer or make_composer(self.settings, self.corpus, self.table, self.decisions)
+        self._bullets = bullet_rows(self.table)
+        self._triggers = {t.id: t for t in self.corpus.escalation_triggers}
+        self._answers: OrderedDict[str, list[Citation]] = OrderedDict()
+
+    # -- one turn, as the decisions see it ---------------------------------------------------------
+
+    def _view(self, question: str, turns: Sequence[Message], recompose: bool = True) -> QueryView:
+        earlier = user_messages(turns)
+        answer = earlier_answer(self.table, turns, self._answers.get)
+        if not answer.rows and recompose and points_at_an_item(question):
+            # An earlier reply this assistant cannot identify (no answer id or citations came back with it):
+            # its points are taken to be those of this assistant's answer to the question it followed.
+            answer = EarlierAnswer(self._previous_rows(turns))
+        item = referenced_item(question, answer, self.table)
+        excluded = set(answer.rows)
+        if item is not None:
+            excluded -= {s.row for s in self.table.paragraph(item)}
+        request = TurnRequest(question, tuple(earlier), item.text if item else None, frozenset(excluded))
+        return self._views.views([request])[0]
+
+    def _previous_rows(self, turns: Sequence[Message]) -> tuple[int, ...]:
+        """The rows this assistant would quote in answer to the last earlier user message."""
+        last = max((i for i, t in enumerate(turns) if t.role == "user"), default=None)
+        if last is None:
+            return ()
+        before = turns[:last]
+        message = turns[last].content
+        _, about = self.situations(message, user_messages(before))
+        view = self._view(message, before, recompose=False)
+        composition = self._composer.compose(CompositionRequest(view, self._judgement(view, sorted(about))))
+        return quoted_rows(self.table, composition.citations)
+
+    def situations(self, message: str, earlier: Sequence[str]) -> tuple[list[str], set[str]]:
+        """The user's situations (article order) and those this turn is about (the rest were told earlier).
+
+        A situation stays attached to a conversation once told; the reply is about it when this message
+        tells it, or when it is first recognised in this turn with the help of earlier messages.
+        """
+        now, alone = self._judge.triggers([conversation(message, earlier), message])
+        told = self._judge.triggers([conversation(earlier[j], earlier[:j]) for j in range(len(earlier))])
+        before = set().union(*told) if told else set()
+        fired = now | before
+        about = alone | (now - before)
+        return [t for t in ESCALATION_TRIGGER_IDS if t in fired], about
+
+    def _judgement(self, view: QueryView, situation: Sequence[str]) -> Judgement:
+        return self._judge.judge(view, self._judge.question_features([view]), situation)
 
     # -- retrieval, also used by the eval suite -------------------------------------------------
 
     def retrieve(self, question: str, history: Sequence[Message | dict[str, Any]] = (), k: int = 10) -> list[Document]:
-        """The assistant's own ranked passages for a question, exactly as ``ask`` retrieves them."""
-        turns = parse_history(list(history))
-        user_messages = [t.content for t in turns if t.role == "user"] + [clean_text(question)]
-        _, _, passages = self._retrieve(clean_text(question), turns, self._escalations(user_messages), k)
-        return passages
-
-    def _retrieve(
-        self, question: str, turns: list[Message], escalations: list[Escalation], k: int
-    ) -> tuple[PreparedQuery, np.ndarray, list[Document]]:
-        resolved = resolve(question, turns)
-        prepared = dataclasses.replace(
-            self._preparer.prepare(resolved.query),
-            focus_terms=tuple(content_tokens(question)) if resolved.is_follow_up else (),
-            # In a situation the answer may quote the bullets that apply to it, never one that does
-            # not: next to the notices, another bullet would read as advice for this user.
-            already_said=resolved.already_said | self._bullets_not_applying(escalations),
-        )
-        if escalations:
-            # Answer the user's situation: the sections that speak to it come first.
-            triggers = [e.trigger for e in escalations]
-            prepared = dataclasses.replace(
-                prepared,
-                # The bullets that apply are retrieved with the related sections, so the answer can cite them.
-                preferred_sections=(
-                    *prepared.preferred_sections,
-                    *self._detector.related_sections(triggers),
-                    ESCALATION_HEADING,
-                ),
-                primary_sections=self._detector.primary_sections(triggers),
-            )
-        vector = self._query_vector(prepared.text)
-        passages = self._retriever.retrieve_prepared(prepared, k, vector)
-        if escalations and all(doc.metadata["section"] != ESCALATION_HEADING for doc in passages):
-            # The answer cites the bullet that applies to the user, however its passage ranked.
-            lowest = float(passages[-1].metadata["score"]) if passages else 0.0
-            passages.append(
-                self._bullet_chunk.model_copy(update={"metadata": {**self._bullet_chunk.metadata, "score": lowest}})
-            )
-        return prepared, vector, passages
+        """The assistant's own ranked passages for a question, exactly as ``ask`` ranks them."""
+        turns = self._turns(parse_history(list(history)))
+        message = clean_text(question)
+        earlier = user_messages(turns)
+        _, about = self.situations(message, earlier)
+        return passages(self.table, self._judgement(self._view(message, turns), sorted(about)).ranking, k)
 
     def baseline_retrievers(self) -> dict[str, Retriever]:
         """Plain dense (LangChain Chroma) and BM25 retrieval over the same chunks, for comparison."""
-        return {"dense": DenseRetriever(self._store), "bm25": BM25Retriever(self._chunks)}
+        return {
+            "dense": DenseRetriever(open_vector_store(self._build, self._embeddings)),
+            "bm25": BM25Retriever(self.table.chunks),
+        }
 
     # -- answering -------------------------------------------------------------------------------
+
+    def _turns(self, turns: list[Message]) -> list[Message]:
+        if not self.settings.max_history_turns:
+            return []
+        limit = self.settings.max_question_chars
+        return [
+            t.model_copy(update={"content": clean_text(t.content)[:limit]})
+            for t in turns[-self.settings.max_history_turns :]
+        ]
 
     def ask(self, question: str, history: Sequence[Message | dict[str, Any]] = ()) -> Answer:
         """Answer one question; bad input gets an Answer that says what is wrong, never an exception."""
@@ -182,19 +225,11 @@ class Assistant:
         if checked.problem is not None:
             return self._reply(checked.message, problem=checked.problem)
         try:
-            turns = parse_history(list(history))
+            turns = self._turns(parse_history(list(history)))
         except ValueError as error:
             return self._reply(f"The conversation history could not be used: {error}.", problem="invalid_history")
-        turns = (
-            [
-                Message(role=t.role, content=clean_text(t.content)[: self.settings.max_question_chars])
-                for t in turns[-self.settings.max_history_turns :]
-            ]
-            if self.settings.max_history_turns
-            else []
-        )
-        user_messages = [t.content for t in turns if t.role == "user"] + [clean_text(question)]
-        escalations = self._escalations(user_messages)
+        fired, about = self.situations(clean_text(question), user_messages(turns))
+        escalations = self._escalations(fired, about)
         if not checked.question:
             return self._reply(
                 f"I can only answer questions about the article “{self.corpus.article.title}” and the sources it "
@@ -203,24 +238,15 @@ class Assistant:
                 notices=checked.notices,
             )
         try:
-            return self._answer(checked.question, turns, escalations, checked.notices)
-        except AssistantError as error:
-            return self._reply(str(error), escalations=escalations)
-
-    def _answer(self, question: str, turns: list[Message], escalations: list[Escalation], notices: list[str]) -> Answer:
-        prepared, vector, passages = self._retrieve(question, turns, escalations, self.settings.k)
-        out_of_scope = self._scope.check(question)
-        if out_of_scope is not None:
-            composition = not_covered(passages, out_of_scope.reason)
-        else:
-            situation_vectors = (
-                np.stack([self._bullet_vectors[e.trigger] for e in escalations]) if escalations else None
-            )
+            view = self._view(checked.question, turns)
+            judgement = self._judgement(view, sorted(about))
             composition = self._composer.compose(
                 CompositionRequest(
-                    query=prepared, query_vector=vector, passages=passages, situation_vectors=situation_vectors
+                    view, judgement, tuple(self._bullets[t] for t in ESCALATION_TRIGGER_IDS if t in about)
                 )
             )
+        except AssistantError as error:
+            return self._reply(str(error), escalations=escalations)
         answer = Answer(
             answer=composition.answer,
             answered=composition.answered,
@@ -228,23 +254,26 @@ class Assistant:
             closest_sections=composition.closest_sections,
             disclaimer=self.corpus.disclaimer,
         )
-        return guard(answer, escalations, self.corpus.disclaimer, notices)
+        self._remember(answer)
+        return guard(answer, escalations, self.corpus.disclaimer, checked.notices)
 
-    def _embed_query(self, text: str) -> np.ndarray:
-        vector = np.asarray(self._embeddings.embed_query(text), dtype=float)
-        vector.setflags(write=False)  # shared by every caller of the cache
-        return vector
+    def _remember(self, answer: Answer) -> None:
+        if not self.settings.answers_remembered:
+            return
+        self._answers[answer.answer_id] = answer.citations
+        while len(self._answers) > self.settings.answers_remembered:
+            self._answers.popitem(last=False)
 
-    def _bullets_not_applying(self, escalations: list[Escalation]) -> set[str]:
-        if not escalations:
-            return set()
-        fired = {e.trigger for e in escalations}
-        return {f"- {t.text}" for t in self.corpus.escalation_triggers if t.id not in fired}
-
-    def _escalations(self, user_messages: list[str]) -> list[Escalation]:
+    def _escalations(self, fired: Sequence[str], about: set[str]) -> list[Escalation]:
         return [
-            Escalation(trigger=t.id, text=t.text, section=ESCALATION_HEADING, source_title=self.corpus.article.title)
-            for t in self._detector.detect(user_messages)
+            Escalation(
+                trigger=trigger,
+                text=self._triggers[trigger].text,
+                section=ESCALATION_HEADING,
+                source_title=self.corpus.article.title,
+                compact=trigger not in about,
+            )
+            for trigger in fired
         ]
 
     def _reply(

@@ -15,7 +15,7 @@ from langchain_core.documents import Document
 
 from assistant.corpus import Corpus, Section
 
-CHUNKER_VERSION = "5"
+CHUNKER_VERSION = "6"
 
 _ABBREVIATIONS = frozenset(
     [
@@ -70,6 +70,8 @@ _SENTENCE_END = re.compile(r"[.!?…](?:[\"”’)\]]+)?(?=\s)")
 _PARAGRAPH = re.compile(r"[^\n]+(?:\n(?!\n)[^\n]+)*")
 _SKIPPED_PARAGRAPH = re.compile(r"^(Source credit:|\[fn)")
 _LABEL_WORDS = 6
+"""A paragraph's first "sentence" of at most this many words is a run-in label ("Whether you get caught.").
+Six covers every label the article uses (the longest, "What you do with the stems.", has six)."""
 _LIST_ITEM = re.compile(r"^(?:- |\d+\. )", re.MULTILINE)
 
 
@@ -79,6 +81,13 @@ class Span:
 
     start: int
     end: int
+    quote_start: int = -1
+    """Where the quotable sentence begins: after a run-in label, else at ``start``."""
+
+    @property
+    def quote(self) -> int:
+        """Start of the part of the span an answer may quote."""
+        return self.start if self.quote_start < 0 else self.quote_start
 
 
 def _is_abbreviation(text: str, dot: int) -> bool:
@@ -89,8 +98,8 @@ def _is_abbreviation(text: str, dot: int) -> bool:
     return token in _ABBREVIATIONS or (len(token) == 1 and token.isalpha())
 
 
-def _split_sentences(text: str, start: int, end: int) -> list[Span]:
-    """Sentence spans inside ``text[start:end]`` (one paragraph)."""
+def _split_sentences(text: str, start: int, end: int, prose: bool = True) -> list[Span]:
+    """Sentence spans inside ``text[start:end]`` (one paragraph, or one list item when not ``prose``)."""
     spans: list[Span] = []
     cursor = start
     for match in _SENTENCE_END.finditer(text, start, end):
@@ -105,10 +114,12 @@ def _split_sentences(text: str, start: int, end: int) -> list[Span]:
             cursor += 1
     if cursor < end:
         spans.append(Span(cursor, end))
-    # "Reproduction. Processing a copyrighted recording ..." -- a short run-in label
-    # reads as part of the sentence it introduces, so it never stands alone.
+    # "Reproduction. Processing a copyrighted recording ..." -- a short run-in label belongs to the
+    # sentence it introduces: never a sentence of its own, and not part of what an answer quotes.
+    # A list item's number ("1. U.S. Copyright Act — …") is part of the item itself.
     if len(spans) > 1 and len(text[spans[0].start : spans[0].end].split()) <= _LABEL_WORDS:
-        spans[0:2] = [Span(spans[0].start, spans[1].end)]
+        label = prose and text[spans[0].start].isalpha()
+        spans[0:2] = [Span(spans[0].start, spans[1].end, spans[1].start if label else -1)]
     return spans
 
 
@@ -123,7 +134,7 @@ def split_paragraphs(file_text: str, start: int, end: int) -> list[list[Span]]:
             offset = match.start()
             items: list[Span] = []
             for line in match.group(0).split("\n"):
-                items.extend(_split_sentences(file_text, offset, offset + len(line)))
+                items.extend(_split_sentences(file_text, offset, offset + len(line), prose=False))
                 offset += len(line) + 1
             paragraphs.append(items)
             continue
@@ -202,6 +213,9 @@ def sentence_documents(corpus: Corpus, chunks: list[Document]) -> list[Document]
                         "end": span.end,
                         "paragraph": paragraph,
                         "kind": "sentence",
+                        # The paragraph's run-in label ("Whether you get caught."), if the sentence opens
+                        # with one: shown as a lead-in of the sentence, never as a sentence of its own.
+                        "label": text[span.start : span.quote].strip(),
                     },
                 )
             )
@@ -236,5 +250,7 @@ def embedding_text(document: Document) -> str:
     meta = document.metadata
     if meta.get("kind") in ("sentence", "paragraph"):
         return f"{meta['section']}: {document.page_content}"
+    if meta.get("kind") == "heading":
+        return document.page_content
     prefix = "Article" if meta["source_kind"] == "article" else meta["source_title"]
     return f"{prefix} — {meta['section']}\n{document.page_content}"

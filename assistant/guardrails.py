@@ -105,6 +105,12 @@ def render(answer: Answer) -> str:
     for notice in answer.notices:
         parts.append(f"*{escape(notice)}*")
     for escalation in answer.escalations:
+        if escalation.compact:
+            parts.append(
+                f"*As you said earlier, the article's “{escape(escalation.section)}” applies to you:* "
+                f"“{escape(escalation.text)}”"
+            )
+            continue
         parts.append(
             f"**When to ask a lawyer.** The article advises legal help in your situation:\n\n"
             f"{_quote_block(escalation.text)}\n\n— *{escape(escalation.source_title)}*, “{escape(escalation.section)}”"

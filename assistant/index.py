@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import chromadb
+import chromadb.errors
+import numpy as np
 from chromadb.config import Settings as ChromaSettings
 from langchain_chroma import Chroma
 from langchain_core.documents import Document
@@ -41,12 +43,17 @@ from assistant.chunking import (
 )
 from assistant.corpus import Corpus
 from assistant.errors import IndexBusyError, IndexNotReadyError
+from assistant.sentences import SentenceTable
 from assistant.settings import Settings
 
 COLLECTION = "corpus"
 SENTENCES = "sentences"
 PARAGRAPHS = "paragraphs"
+HEADINGS = "headings"
 MANIFEST = "manifest.json"
+EMBED_SLICE = 256
+"""Texts handed to the model per call while building: large enough for length-sorted batches to pad
+little, small enough for the progress bar to move every few seconds."""
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` while chunks are embedded."""
 
@@ -128,8 +135,36 @@ def _chroma_client(path: Path) -> Any:
     return chromadb.PersistentClient(path=str(path), settings=ChromaSettings(anonymized_telemetry=False))
 
 
+def heading_documents(corpus: Corpus) -> list[Document]:
+    """Every section heading, with its source's title: what a question naming a section is compared with."""
+    return [
+        Document(
+            id=f"{section.source.id}/{section.index:03d}",
+            page_content=f"{section.source.title} — {section.heading}",
+            metadata={"source_id": section.source.id, "section": section.heading, "kind": "heading"},
+        )
+        for section in corpus.sections
+    ]
+
+
+def embed_distinct(texts: list[str], embeddings: Embeddings, progress: Progress) -> dict[str, list[float]]:
+    """Each distinct text embedded once, longest first, so that every batch pads to texts of its own length.
+
+    A one-sentence paragraph is the same text as its sentence, and many statute paragraphs are one sentence:
+    about a third of the texts the index stores are repeats.
+    """
+    distinct = sorted(set(texts), key=lambda text: (-len(text), text))
+    vectors: dict[str, list[float]] = {}
+    progress(0, len(distinct))
+    for offset in range(0, len(distinct), EMBED_SLICE):
+        part = distinct[offset : offset + EMBED_SLICE]
+        vectors.update(zip(part, embeddings.embed_documents(part), strict=True))
+        progress(len(vectors), len(distinct))
+    return vectors
+
+
 def _write_chroma(
-    path: Path, corpus: Corpus, chunks: list[Document], embeddings: Embeddings, batch: int, progress: Progress
+    path: Path, corpus: Corpus, chunks: list[Document], embeddings: Embeddings, progress: Progress
 ) -> None:
     # Written through chromadb directly rather than Chroma.add_documents: each chunk is
     # embedded with its section heading for context, while the stored document stays
@@ -137,26 +172,26 @@ def _write_chroma(
     client = _chroma_client(path)
     sentences = sentence_documents(corpus, chunks)
     paragraphs = paragraph_documents(corpus, sentences)
-    total = len(chunks) + len(sentences) + len(paragraphs)
-    done = 0
-    progress(done, total)
-    for name, documents in ((COLLECTION, chunks), (SENTENCES, sentences), (PARAGRAPHS, paragraphs)):
+    headings = heading_documents(corpus)
+    collections = ((COLLECTION, chunks), (SENTENCES, sentences), (PARAGRAPHS, paragraphs), (HEADINGS, headings))
+    vectors = embed_distinct(
+        [embedding_text(doc) for _, documents in collections for doc in documents], embeddings, progress
+    )
+    for name, documents in collections:
         # A wide search beam makes the approximate search as good as exact on a corpus this size, so a
         # question gets the same passages from a build just written as from one reopened later.
         collection = client.create_collection(
             name, configuration={"hnsw": {"space": "cosine", "ef_construction": 200, "ef_search": 200}}
         )
+        batch = client.get_max_batch_size()
         for offset in range(0, len(documents), batch):
             part = documents[offset : offset + batch]
-            vectors = embeddings.embed_documents([embedding_text(doc) for doc in part])
             collection.add(
                 ids=[str(doc.id) for doc in part],
                 documents=[doc.page_content for doc in part],
                 metadatas=[doc.metadata for doc in part],
-                embeddings=vectors,  # type: ignore[arg-type]
+                embeddings=[vectors[embedding_text(doc)] for doc in part],  # type: ignore[misc]
             )
-            done += len(part)
-            progress(done, total)
         if collection.count() != len(documents):
             raise IndexNotReadyError(
                 f"The new index holds {collection.count()} of {len(documents)} {name}; it was not made live. "
@@ -201,7 +236,7 @@ def build_index(
         documents = chunk_corpus(corpus, settings.chunk_chars)
         started = time.perf_counter()
         report = progress or (lambda done, total: None)
-        _write_chroma(path, corpus, documents, embeddings, settings.embedding_batch_size, report)
+        _write_chroma(path, corpus, documents, embeddings, report)
         manifest = {
             **expected,
             "chunks": len(documents),
@@ -224,6 +259,38 @@ def open_vector_store(build: IndexBuild, embeddings: Embeddings) -> Chroma:
 def open_sentence_store(build: IndexBuild, embeddings: Embeddings, collection: str = SENTENCES) -> Chroma:
     """The build's sentence collection (what answers quote and the reranker compares), or its paragraphs."""
     return Chroma(client=_chroma_client(build.path), collection_name=collection, embedding_function=embeddings)
+
+
+def open_table(build: IndexBuild, corpus: Corpus) -> SentenceTable:
+    """Every sentence of the build with its vectors, its paragraph's, its chunk's and its section heading's."""
+    client = _chroma_client(build.path)
+    include: Any = ["documents", "metadatas", "embeddings"]
+    try:
+        chunk_records = client.get_collection(COLLECTION).get(include=include)
+        sentences = client.get_collection(SENTENCES).get(include=include)
+        paragraphs = client.get_collection(PARAGRAPHS).get(include=include)
+        headings = client.get_collection(HEADINGS).get(include=include)
+    except (ValueError, chromadb.errors.NotFoundError) as error:
+        raise IndexNotReadyError(
+            f"The index in {build.path} is incomplete ({error}). Rebuild it with 'assistant index --force'."
+        ) from None
+    chunk_rows = sorted(
+        zip(
+            chunk_records["ids"],
+            chunk_records["documents"],
+            chunk_records["metadatas"],
+            chunk_records["embeddings"],
+            strict=True,
+        ),
+        key=lambda row: row[0],
+    )
+    chunks = [Document(id=i, page_content=text, metadata=dict(meta or {})) for i, text, meta, _ in chunk_rows]
+    chunk_vectors = np.vstack([np.asarray(row[3], dtype=np.float32) for row in chunk_rows])
+    heading_vectors = {
+        (str(meta["source_id"]), str(meta["section"])): np.asarray(vector, dtype=np.float32)
+        for meta, vector in zip(headings["metadatas"], headings["embeddings"], strict=True)
+    }
+    return SentenceTable.from_records(corpus, sentences, paragraphs, chunks, chunk_vectors, heading_vectors)
 
 
 def stored_chunks(store: Chroma) -> list[Document]:

@@ -1,35 +1,36 @@
-"""Retrieval: dense and lexical search over the same chunks, fused, with priors and a sentence-level rerank.
+"""Retrieval: candidate sentences from dense and lexical search, ordered by the fitted ranker.
 
-Plain dense search over this corpus drowns the 11 KB article in 400 KB of
-statute, and BM25 alone misses paraphrases. The hybrid retriever:
+1. **Candidates.** The chunks nearest the question (and its conversation) by embedding and by BM25,
+   every sentence of the article (it is short, and most questions are about it), and the sections
+   the section decision or an explicit reference ("§ 107") points at.
+2. **Ranking.** Every candidate sentence gets the ranker's probability of answering the question,
+   from the features in :mod:`assistant.features`. Passages (chunks) rank by their best sentence.
 
-1. prepares the query (translation, typo repair, which sources it names: see ``query``);
-2. takes candidates from Chroma (dense) and from BM25 over the same chunks;
-3. fuses normalised scores, adds a prior for the article unless the question is
-   about the law itself, and boosts sections the question names ("§ 107");
-4. reranks by the best-matching single sentence of each candidate, which tells
-   a passage that answers from one that merely shares the topic.
-
-Every retriever returns LangChain ``Document``s whose metadata carries ``score``.
+How many chunks each search contributes is ``Settings.candidates``; the eval reports the share of
+the bank's gold sentences the candidates hold. The two baselines (plain LangChain Chroma search and
+Okapi BM25 over the same chunks) are here too, for the eval's comparison.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 from langchain_chroma import Chroma
 from langchain_core.documents import Document
-from langchain_core.embeddings import Embeddings
 from rank_bm25 import BM25Okapi
 
 from assistant.chunking import embedding_text
-from assistant.corpus import SOURCES_HEADING
-from assistant.query import PreparedQuery, QueryPreparer, content_tokens, words
-from assistant.sentences import SentenceBank
+from assistant.decisions.neighbours import Votes
+from assistant.features import QueryView, Situation, pair_matrix
+from assistant.sentences import SentenceTable
+from assistant.tokens import content_tokens
+
+SECTION_CANDIDATES = 3
+"""The sections the section decision rates highest join the candidates whole: a question about "the
+checklist" or "the disclaimer" is answered from that part even when its wording matches other parts."""
 
 
 class Retriever(Protocol):
@@ -57,129 +58,119 @@ class DenseRetriever:
 
 
 class BM25Retriever:
-    """Okapi BM25 over the same chunks (the lexical baseline and half of the hybrid)."""
+    """Okapi BM25 over the same chunks (the lexical baseline)."""
 
     def __init__(self, chunks: Sequence[Document]) -> None:
         self.chunks = list(chunks)
         self._bm25 = BM25Okapi([content_tokens(embedding_text(doc)) for doc in self.chunks])
 
-    @property
-    def idf(self) -> dict[str, float]:
-        """Inverse document frequency of every term over the chunks."""
-        return dict(self._bm25.idf)
-
-    def scores(self, query: str) -> np.ndarray:
-        """BM25 score of every chunk, in chunk order."""
-        return np.asarray(self._bm25.get_scores(content_tokens(query)), dtype=float)
-
     def retrieve(self, query: str, k: int) -> list[Document]:
         """The ``k`` chunks with the highest BM25 score."""
-        scores = self.scores(query)
-        order = np.argsort(-scores)[:k]
+        scores = np.asarray(self._bm25.get_scores(content_tokens(query)), dtype=float)
+        order = np.argsort(-scores, kind="stable")[:k]
         return [_scored(self.chunks[i], float(scores[i])) for i in order]
 
 
 @dataclass(frozen=True)
-class HybridWeights:
-    """How the signals combine; tuned on the known-question set, kept as one readable record."""
+class LexicalScores:
+    """A question's BM25 scores against every sentence, chunk and heading, for its message and its context."""
 
-    dense: float = 0.55
-    lexical: float = 0.25
-    sentence: float = 0.45
-    article_prior: float = 0.12
-    named_section: float = 0.35
-    named_source: float = 0.12
-    situation: float = 0.25
+    sentences: np.ndarray
+    context_sentences: np.ndarray
+    chunks: np.ndarray
+    headings: np.ndarray
 
-
-class HybridRetriever:
-    """Dense + BM25 fusion with source priors and a best-sentence rerank."""
-
-    def __init__(
-        self,
-        store: Chroma,
-        chunks: Sequence[Document],
-        embeddings: Embeddings,
-        preparer: QueryPreparer,
-        sentences: SentenceBank,
-        candidates: int = 40,
-        weights: HybridWeights | None = None,
-        rerank_depth: int = 20,
-    ) -> None:
-        self._store = store
-        self._lexical = BM25Retriever(chunks)
-        self.idf = self._lexical.idf
-        self._chunks = self._lexical.chunks
-        self._position = {str(doc.id): i for i, doc in enumerate(self._chunks)}
-        self._embeddings = embeddings
-        self._preparer = preparer
-        self._sentences = sentences
-        self._candidates = candidates
-        self._weights = weights or HybridWeights()
-        self._rerank_depth = rerank_depth
-
-    def retrieve(self, query: str, k: int) -> list[Document]:
-        """The ``k`` best chunks for a raw question."""
-        return self.retrieve_prepared(self._preparer.prepare(query), k)
-
-    def _prior(self, doc: Document, query: PreparedQuery) -> float:
-        meta, w = doc.metadata, self._weights
-        kind = meta["source_kind"]
-        prior = 0.0
-        if kind == "article" and not query.wants_law:
-            prior += w.article_prior
-        if (kind == "statute" and query.wants_statute) or (kind == "treaty" and query.wants_treaty):
-            prior += w.named_source
-        section = str(meta["section"])
-        if section in query.preferred_sections:
-            # The Sources a question asks about weigh as a section it names ("§ 107"); a situation's less.
-            prior += w.named_section if query.wants_sources and section == SOURCES_HEADING else w.situation
-        if kind == "statute" and any(section.lower().startswith(f"§ {n}.") for n in query.statute_sections):
-            prior += w.named_section
-        if kind == "statute" and query.wants_definition and section.startswith("§ 101."):
-            prior += w.named_source
-        if kind == "treaty" and any(section.startswith(f"Article {n}.") for n in query.treaty_articles):
-            prior += w.named_section
-        return prior
-
-    def retrieve_prepared(self, query: PreparedQuery, k: int, vector: np.ndarray | None = None) -> list[Document]:
-        """The ``k`` best chunks for a prepared query (``vector``: its embedding, if already computed)."""
-        if vector is None:
-            vector = np.asarray(self._embeddings.embed_query(query.text), dtype=float)
-        dense_hits = self._store.similarity_search_by_vector_with_relevance_scores(vector.tolist(), k=self._candidates)
-        dense = {str(doc.id): 1.0 - distance for doc, distance in dense_hits}
-        lexical = self._lexical.scores(query.text)
-        top_lexical = np.argsort(-lexical)[: self._candidates]
-        ceiling = float(lexical[top_lexical[0]]) if len(top_lexical) and lexical[top_lexical[0]] > 0 else 1.0
-        pool = dict.fromkeys([*dense, *(str(self._chunks[i].id) for i in top_lexical)])
-        # Named sections join the pool even when neither search ranked them.
-        for doc in self._chunks:
-            if self._prior(doc, query) >= self._weights.named_section:
-                pool.setdefault(str(doc.id))
-        floor = min(dense.values()) if dense else 0.0
-        w = self._weights
-        first_pass: list[tuple[float, Document]] = []
-        for chunk_id in pool:
-            doc = self._chunks[self._position[chunk_id]]
-            score = (
-                w.dense * dense.get(chunk_id, floor)
-                + w.lexical * float(lexical[self._position[chunk_id]]) / ceiling
-                + self._prior(doc, query)
-            )
-            first_pass.append((score, doc))
-        first_pass.sort(key=lambda pair: -pair[0])
-        # Only the leading candidates are reranked, which keeps the cost per question flat.
-        shortlist = first_pass[: max(k, self._rerank_depth)]
-        reranked = [
-            (score + w.sentence * self._sentences.best_similarity(str(doc.id), vector), doc) for score, doc in shortlist
-        ]
-        reranked.sort(key=lambda pair: -pair[0])
-        return [_scored(doc, round(score, 4)) for score, doc in reranked[:k]]
+    @classmethod
+    def of(cls, table: SentenceTable, views: Sequence[QueryView]) -> list[LexicalScores]:
+        """Scores for many questions at once (one sparse product per index)."""
+        texts = [v.text for v in views]
+        contexts = [v.context for v in views]
+        sentences = table.sentence_bm25.scores(texts)
+        context_sentences = table.sentence_bm25.scores(contexts)
+        chunks = table.chunk_bm25.scores(contexts)
+        headings = table.heading_bm25.scores(texts)
+        return [cls(sentences[i], context_sentences[i], chunks[i], headings[i]) for i in range(len(views))]
 
 
-def vocabulary(chunks: Sequence[Document]) -> Counter[str]:
-    """How often each word occurs in the corpus chunks and headings (for typo repair)."""
-    found: Counter[str] = Counter()
-    for doc in chunks:
-        found.update(w for w in words(embedding_text(doc)) if w.isalpha())
-    return found
+def candidate_rows(
+    table: SentenceTable, view: QueryView, lexical: LexicalScores, section_probs: np.ndarray, depth: int
+) -> np.ndarray:
+    """The sentences worth ranking for a question, in table order."""
+    dense = np.maximum(table.chunk_vectors @ view.vector, table.chunk_vectors @ view.context_vector)
+    chunks = set(np.argsort(-dense, kind="stable")[:depth]) | set(np.argsort(-lexical.chunks, kind="stable")[:depth])
+    rows = set(table.article_rows.tolist())
+    for chunk in chunks:
+        rows.update(table.chunk_rows(int(chunk)).tolist())
+    sections = set(np.argsort(-section_probs, kind="stable")[:SECTION_CANDIDATES].tolist())
+    named = [
+        i
+        for i, s in enumerate(table.sections)
+        if (s.kind == "statute" and any(s.heading.lower().startswith(f"§ {n}.") for n in view.statute_sections))
+        or (s.kind == "treaty" and any(s.heading.startswith(f"Article {n}.") for n in view.treaty_articles))
+    ]
+    sections.update(named)
+    rows.update(int(r) for r in np.flatnonzero(np.isin(table.section_of, list(sections))))
+    rows -= set(view.excluded_rows)
+    return np.array(sorted(rows), dtype=int)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Candidate sentences in the ranker's order, with its probabilities and their features."""
+
+    rows: np.ndarray
+    probabilities: np.ndarray
+    features: np.ndarray
+
+    def top(self, count: int) -> list[int]:
+        """The ``count`` best rows."""
+        return [int(r) for r in self.rows[:count]]
+
+
+def rank(
+    table: SentenceTable,
+    view: QueryView,
+    lexical: LexicalScores,
+    section_probs: np.ndarray,
+    situation: Situation,
+    votes: Votes,
+    depth: int,
+    score: Callable[[np.ndarray], np.ndarray],
+) -> Ranking:
+    """Rank the candidates with ``score`` (the fitted ranker's ``probability``)."""
+    rows = candidate_rows(table, view, lexical, section_probs, depth)
+    features = pair_matrix(
+        table,
+        view,
+        rows,
+        section_probs,
+        situation,
+        lexical.sentences,
+        lexical.context_sentences,
+        lexical.headings,
+        votes,
+    )
+    probabilities = score(features)
+    order = np.argsort(-probabilities, kind="stable")
+    return Ranking(rows[order], probabilities[order], features[order])
+
+
+def passages(table: SentenceTable, ranking: Ranking, k: int) -> list[Document]:
+    """The ``k`` best chunks, each scored by its best sentence's probability."""
+    best: dict[int, float] = {}
+    for row, probability in zip(ranking.rows, ranking.probabilities, strict=True):
+        chunk = int(table.chunk_of[int(row)])
+        if chunk not in best:
+            best[chunk] = float(probability)
+            if len(best) == k:
+                break
+    return [_scored(table.chunks[chunk], round(score, 4)) for chunk, score in best.items()]
+
+
+def distinct_sections(documents: Sequence[Document], limit: int = 3) -> list[str]:
+    """The first ``limit`` distinct section headings among ranked passages."""
+    sections: list[str] = []
+    for doc in documents:
+        if doc.metadata["section"] not in sections:
+            sections.append(doc.metadata["section"])
+    return sections[:limit]

@@ -10,13 +10,6 @@ from pydantic import BaseModel, Field
 InputProblem = Literal["empty", "too_long", "invalid_history"]
 
 
-class Message(BaseModel):
-    """One earlier turn of the conversation."""
-
-    role: Literal["user", "assistant"]
-    content: str
-
-
 class Citation(BaseModel):
     """A quoted passage that supports the answer sentences marked ``[n]``."""
 
@@ -28,6 +21,21 @@ class Citation(BaseModel):
     quote: str = Field(description="Exact passage from the source file (checked by string match).")
 
 
+class Message(BaseModel):
+    """One earlier turn of the conversation.
+
+    An assistant turn may carry its ``answer_id`` and ``citations`` (as the ``Answer`` gave them): follow-ups
+    are then read from what it quoted, never from its rendered text.
+    """
+
+    role: Literal["user", "assistant"]
+    content: str
+    answer_id: str | None = Field(default=None, max_length=64, description="The earlier Answer's id.")
+    citations: list[Citation] | None = Field(
+        default=None, max_length=20, description="The earlier Answer's citations, as it returned them."
+    )
+
+
 class Escalation(BaseModel):
     """A 'When to Ask a Lawyer' notice that matches the user's situation."""
 
@@ -35,6 +43,10 @@ class Escalation(BaseModel):
     text: str = Field(description="The article's bullet, verbatim.")
     section: str = Field(default="When to Ask a Lawyer", description="Section the bullet is quoted from.")
     source_title: str = Field(default="", description="Title of the article the bullet comes from.")
+    compact: bool = Field(
+        default=False,
+        description="True when the situation was told earlier and this reply is not about it: shown as one line.",
+    )
 
 
 class Answer(BaseModel):

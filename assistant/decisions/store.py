@@ -1,0 +1,105 @@
+"""Fitted decisions on disk, beside the index build they were fitted against.
+
+``<build>/decisions/<key>/`` holds ``decisions.joblib`` and ``report.json`` (the cross-validation figures,
+the fitted thresholds and the bank's size per label). The key hashes everything training depends on
+besides the build itself: the bank's fingerprint, the trainer's version, the decision settings, the
+candidate depth and scikit-learn's version. A changed bank therefore gets its own folder and is trained
+on first use; the build's vectors are reused. The folder is written under a temporary name and renamed
+into place, so a reader never sees half a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import joblib
+import sklearn
+
+from assistant.bank import Bank
+from assistant.conversation import ViewBuilder
+from assistant.decisions.models import Decisions
+from assistant.decisions.training import TRAINER_VERSION, Trainer
+from assistant.errors import IndexNotReadyError
+from assistant.index import IndexBuild, build_lock
+from assistant.sentences import SentenceTable
+from assistant.settings import Settings
+
+MODEL_FILE = "decisions.joblib"
+REPORT_FILE = "report.json"
+
+
+def decisions_key(bank: Bank, settings: Settings) -> str:
+    """What a fitted set of decisions depends on, besides the build, as a short hash."""
+    material = json.dumps(
+        {
+            "bank": bank.fingerprint,
+            "trainer": TRAINER_VERSION,
+            "settings": settings.decisions.model_dump(mode="json"),
+            "candidates": settings.candidates,
+            "sklearn": sklearn.__version__,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def decisions_path(build: IndexBuild, bank: Bank, settings: Settings) -> Path:
+    """Where the decisions for this build, bank and settings live."""
+    return build.path / "decisions" / decisions_key(bank, settings)
+
+
+def load_decisions(path: Path) -> Decisions:
+    """Fitted decisions from their folder."""
+    try:
+        decisions = joblib.load(path / MODEL_FILE)
+    except (OSError, EOFError, ValueError, AttributeError, ModuleNotFoundError) as error:
+        raise IndexNotReadyError(
+            f"The fitted decisions in {path} cannot be read ({error}). Run 'assistant index --force'."
+        ) from None
+    if not isinstance(decisions, Decisions):
+        raise IndexNotReadyError(f"{path / MODEL_FILE} holds no decisions. Run 'assistant index --force'.")
+    return decisions
+
+
+def ensure_decisions(
+    build: IndexBuild,
+    bank: Bank,
+    settings: Settings,
+    table: SentenceTable,
+    views: ViewBuilder,
+    progress: Callable[[str], None] | None = None,
+    force: bool = False,
+) -> tuple[Decisions, dict[str, Any]]:
+    """The decisions for this build and bank, trained first when there are none yet (or ``force``)."""
+    path = decisions_path(build, bank, settings)
+    if not force and (path / MODEL_FILE).is_file():
+        return load_decisions(path), json.loads((path / REPORT_FILE).read_text(encoding="utf-8"))
+    with build_lock(settings.index_dir, settings.build_lock_timeout):
+        if not force and (path / MODEL_FILE).is_file():
+            return load_decisions(path), json.loads((path / REPORT_FILE).read_text(encoding="utf-8"))
+        decisions = Trainer(table, views, settings.decisions, settings.candidates, progress).train(bank)
+        report = {
+            "key": path.name,
+            "bank_fingerprint": bank.fingerprint,
+            "trainer_version": TRAINER_VERSION,
+            "settings": settings.decisions.model_dump(mode="json"),
+            **decisions.report,
+        }
+        staging = path.parent / f".{path.name}-{uuid.uuid4().hex[:8]}"
+        staging.mkdir(parents=True)
+        try:
+            joblib.dump(decisions, staging / MODEL_FILE)
+            (staging / REPORT_FILE).write_text(json.dumps(report, indent=2), encoding="utf-8")
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(staging, path)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return decisions, report
