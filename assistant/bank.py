@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -137,8 +137,12 @@ def _read(path: Path) -> Iterable[tuple[int, BankItem]]:
             raise _problem(path, number, f"'{where}': {first['msg']}.") from None
 
 
-def load_bank(corpus: Corpus, directory: Path | None = None) -> Bank:
-    """Read and check every bank file against the corpus."""
+def load_bank(corpus: Corpus, directory: Path | None = None, skip_unresolved: bool = False) -> Bank:
+    """Read and check every bank file against the corpus.
+
+    A label the corpus cannot resolve (a section it lacks, a gold span not in its file) is an error, unless
+    ``skip_unresolved``: then such items are left out (for a corpus cut down on purpose, as in tests).
+    """
     directory = directory or bank_dir()
     files = bank_files(directory)
     if not files:
@@ -160,6 +164,8 @@ def load_bank(corpus: Corpus, directory: Path | None = None) -> Bank:
                     path, number, f"unknown trigger(s) {sorted(unknown)}; use {list(ESCALATION_TRIGGER_IDS)}."
                 )
             missing = [s for s in item.sections if s not in headings]
+            if missing and skip_unresolved:
+                continue
             if missing:
                 raise _problem(path, number, f"no section headed {missing[0]!r} in the corpus.")
             if item.covered != bool(item.gold) or item.covered != bool(item.sections):
@@ -170,9 +176,55 @@ def load_bank(corpus: Corpus, directory: Path | None = None) -> Bank:
                 if source_id is None:
                     raise _problem(path, number, f"gold file {span.file!r} is not a corpus text.")
                 start = corpus.text_of(source_id).find(span.text)
-                if start < 0:
+                if start >= 0:
+                    locations.append(GoldLocation(source_id, start, start + len(span.text)))
+                elif not skip_unresolved:
                     raise _problem(path, number, f"gold span not found verbatim in {span.file}: {span.text[:60]!r}.")
-                locations.append(GoldLocation(source_id, start, start + len(span.text)))
+            if len(locations) < len(item.gold):
+                continue
             items.append(item)
             gold[item.id] = tuple(locations)
     return Bank(items=tuple(items), gold=gold, fingerprint=bank_fingerprint(directory))
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """A bank message and the eval question closest to it."""
+
+    similarity: float
+    bank_id: str
+    message: str
+    eval_file: str
+    question: str
+
+
+def eval_questions(paths: Iterable[Path]) -> list[tuple[str, str]]:
+    """(file name, text) of every question and earlier user message of the given eval sets."""
+    found: list[tuple[str, str]] = []
+    for path in paths:
+        for raw in path.read_text(encoding="utf-8").splitlines():
+            if not raw.strip():
+                continue
+            case = json.loads(raw)
+            texts = [case.get("question") or case.get("user_input") or ""]
+            texts += [t.get("content", "") for t in case.get("history") or [] if t.get("role") == "user"]
+            found.extend((path.name, text) for text in texts if isinstance(text, str) and text.strip())
+    return found
+
+
+def nearest_eval_questions(
+    bank: Bank, questions: list[tuple[str, str]], embed: Callable[[list[str]], list[list[float]]]
+) -> list[Overlap]:
+    """For every bank message (and earlier message), the eval question most like it, most alike first."""
+    import numpy as np
+
+    messages = [(item.id, text) for item in bank.items for text in (item.message, *item.history)]
+    bank_vectors = np.asarray(embed([text for _, text in messages]), dtype=float)
+    eval_vectors = np.asarray(embed([text for _, text in questions]), dtype=float)
+    similarity = bank_vectors @ eval_vectors.T
+    nearest = similarity.argmax(axis=1)
+    pairs = [
+        Overlap(float(similarity[i, j]), messages[i][0], messages[i][1], questions[j][0], questions[j][1])
+        for i, j in enumerate(nearest)
+    ]
+    return sorted(pairs, key=lambda pair: -pair.similarity)

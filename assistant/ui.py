@@ -41,6 +41,7 @@ _LINK = re.compile(r"\[(?P<text>[^\]\n]*)\]\((?P<url>[^)\s]+)(?:\s+\"[^\"\n]*\")
 _WORDS = re.compile(r"\S+\s*")
 PENDING_TITLE = "Looking through the article and its sources…"
 NOTICE_TITLE = "⚖️ When to ask a lawyer"
+COMPACT_NOTICE_TITLE = "⚖️ Still applies"
 NOTE_TITLE = "ℹ️ Note"
 STREAM_PIECES = 12
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]
@@ -99,6 +100,10 @@ def reply_messages(answer: Answer, allowed: frozenset[str]) -> Messages:
         messages.append({"role": "assistant", "content": f"*{escape_text(note)}*", "metadata": {"title": NOTE_TITLE}})
     for notice in answer.escalations:
         where = escape_text(f"“{notice.section}”" + (f", {notice.source_title}" if notice.source_title else ""))
+        if notice.compact:
+            body = f"*As you said earlier, {escape_text(f'“{notice.section}”')} applies:* {escape_text(notice.text)}"
+            messages.append({"role": "assistant", "content": body, "metadata": {"title": COMPACT_NOTICE_TITLE}})
+            continue
         body = f"{escape_text(notice.text)}\n\n*From {where}.*"
         messages.append({"role": "assistant", "content": body, "metadata": {"title": NOTICE_TITLE}})
     disclaimer = f"<small><strong>Legal disclaimer:</strong> {escape_text(answer.disclaimer)}</small>"
@@ -168,7 +173,15 @@ class ChatHandlers:
                 time.sleep(self.delay)
         final = [*shown, {"role": "assistant", "content": text}]
         final += reply_messages(answer, self.allowed)
-        state["history"] += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.answer}]
+        state["history"] += [
+            {"role": "user", "content": question},
+            {
+                "role": "assistant",
+                "content": answer.answer,
+                "answer_id": answer.answer_id,
+                "citations": [c.model_dump() for c in answer.citations],
+            },
+        ]
         state["turns"].append({"answer_id": answer.answer_id, "index": index, "end": len(final)})
         state["messages"] = final
         yield final, state, gr.skip()

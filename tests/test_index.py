@@ -130,8 +130,10 @@ def test_a_second_builder_waits_then_fails_clearly(small: Settings) -> None:
 
 def test_the_assistant_builds_its_own_index_when_missing(small: Settings) -> None:
     from assistant.assistant import Assistant
+    from assistant.bank import load_bank
 
     assert live_build(small.index_dir) is None
-    answer = Assistant(small).ask("What are the fair use factors?")
+    corpus = load_corpus(small.corpus_dir)
+    answer = Assistant(small, bank=load_bank(corpus, skip_unresolved=True)).ask("What are the fair use factors?")
     assert live_build(small.index_dir) is not None
     assert answer.answered and answer.citations

@@ -233,10 +233,14 @@
       reply.appendChild(el("p", "guard-note", note));
     });
     answer.escalations.forEach(function (notice) {
-      var aside = el("aside", "notice");
+      var aside = el("aside", notice.compact ? "notice compact" : "notice");
       aside.setAttribute("role", "note");
-      aside.appendChild(el("strong", null, "When to ask a lawyer"));
-      aside.appendChild(el("p", null, notice.text));
+      if (notice.compact) {
+        aside.appendChild(el("p", null, "As you said earlier, “" + notice.section + "” applies: " + notice.text));
+      } else {
+        aside.appendChild(el("strong", null, "When to ask a lawyer"));
+        aside.appendChild(el("p", null, notice.text));
+      }
       reply.appendChild(aside);
     });
     reply.appendChild(disclaimerNode(answer.disclaimer));
@@ -281,7 +285,15 @@
       .then(function (result) {
         typing.remove();
         if (result.ok) {
-          history.push({ role: "user", content: question }, { role: "assistant", content: result.data.answer });
+          history.push(
+            { role: "user", content: question },
+            {
+              role: "assistant",
+              content: result.data.answer,
+              answer_id: result.data.answer_id,
+              citations: result.data.citations
+            }
+          );
           log.appendChild(renderAnswer(result.data, question));
         } else {
           log.appendChild(renderError(result.data.message, result.data.disclaimer));

@@ -1,0 +1,64 @@
+"""The fitted heads' building blocks: threshold fitting, objectives, folds (no model needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from assistant.decisions.models import OBJECTIVES, SituationDecision, fit_threshold, group_folds
+
+
+def _brute_force(y: np.ndarray, scores: np.ndarray, objective: str) -> float:
+    values = np.unique(scores)
+    cuts = (values[:-1] + values[1:]) / 2
+    results = []
+    for cut in cuts:
+        predicted = scores >= cut
+        tp, fp = np.sum(y & predicted), np.sum(~y & predicted)
+        fn, tn = np.sum(y & ~predicted), np.sum(~y & ~predicted)
+        counts = [np.array([float(v)]) for v in (tp, fp, fn, tn)]
+        results.append(float(OBJECTIVES[objective](*counts)[0]))
+    best = np.flatnonzero(np.array(results) >= max(results) - 1e-12)
+    return float(cuts[best[len(best) // 2]])
+
+
+@pytest.mark.parametrize("objective", sorted(OBJECTIVES))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_fitted_cut_is_the_best_cut(objective: str, seed: int) -> None:
+    random = np.random.default_rng(seed)
+    y = random.random(400) < 0.3
+    scores = np.round(y * 0.3 + random.random(400) * 0.7, 3)  # ties included
+    assert fit_threshold(y, scores, objective) == pytest.approx(_brute_force(y, scores, objective))
+
+
+def test_a_perfectly_separated_cut_falls_between_the_classes() -> None:
+    y = np.array([False, False, True, True])
+    assert fit_threshold(y, np.array([0.1, 0.2, 0.8, 0.9]), "f1") == pytest.approx(0.5)
+
+
+def test_the_answer_weighted_objective_counts_a_missed_answer_twice() -> None:
+    one_miss = OBJECTIVES["answer_weighted_accuracy"](*(np.array([v]) for v in (9.0, 0.0, 1.0, 10.0)))
+    one_wrong_answer = OBJECTIVES["answer_weighted_accuracy"](*(np.array([v]) for v in (10.0, 1.0, 0.0, 9.0)))
+    assert one_miss[0] < one_wrong_answer[0]
+
+
+def test_folds_keep_each_author_whole_and_are_deterministic() -> None:
+    authors = [f"a{i % 7}" for i in range(70)] + ["big"] * 30
+    folds = group_folds(authors, 5)
+    again = group_folds(list(authors), 5)
+    assert all(np.array_equal(a, b) for a, b in zip(folds, again, strict=True))
+    assert sorted(np.concatenate(folds).tolist()) == list(range(100))
+    fold_of_author: dict[str, set[int]] = {}
+    for number, fold in enumerate(folds):
+        for i in fold:
+            fold_of_author.setdefault(authors[i], set()).add(number)
+    assert all(len(numbers) == 1 for numbers in fold_of_author.values())
+
+
+def test_a_situation_needs_both_an_own_matter_and_its_topic() -> None:
+    features = np.array([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]] * 10)
+    own = LogisticRegression().fit(features, features[:, 0] > 0.5)
+    topic = LogisticRegression().fit(features[:, :2], features[:, 1] > 0.5)
+    decision = SituationDecision(("t",), own, {"t": topic}, {"t": 0.5}, topic_columns=2)
+    assert [sorted(s) for s in decision.decide(features[:4])] == [[], ["t"], [], []]

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import numpy as np
+
+from assistant.lexical import BM25Index
+
+TEXTS = [
+    "Content ID matches uploads against reference files.",
+    "Fair use weighs four factors, including the purpose of the use.",
+    "Stem separation isolates vocals. Stem separation isolates drums. Stem separation isolates bass.",
+    "Vinyl pressing plants ship records.",
+]
+
+
+def test_a_text_with_the_query_terms_scores_highest() -> None:
+    index = BM25Index(TEXTS)
+    scores = index.scores(["fair use factors", "content id uploads"])
+    assert scores.shape == (2, len(TEXTS))
+    assert int(np.argmax(scores[0])) == 1 and int(np.argmax(scores[1])) == 0
+
+
+def test_unknown_words_score_nothing_and_are_reported_unknown() -> None:
+    index = BM25Index(TEXTS)
+    assert not index.scores(["zzyzx"]).any()
+    assert index.knows("vinyl") and not index.knows("zzyzx")
+
+
+def test_rarer_terms_weigh_more() -> None:
+    index = BM25Index(TEXTS)
+    idf = index.term_idf()
+    assert idf["vinyl"] > 0 and idf["separ"] > 0
