@@ -46,7 +46,7 @@ from assistant.retrieval import LexicalScores, Ranking, rank
 from assistant.sentences import SentenceTable
 from assistant.settings import DecisionSettings
 
-TRAINER_VERSION = "5"
+TRAINER_VERSION = "6"
 """Bumped whenever training changes what it fits: a build's decisions are refitted when it differs."""
 
 Progress = Callable[[str], None]
@@ -426,7 +426,7 @@ class Trainer:
         self.progress("coverage and lists")
         summaries = np.vstack(
             [
-                coverage_summary(self.table, data.views[i], rankings[i], section_oof[i], lexical[i], votes[i])
+                coverage_summary(self.table, data.views[i], rankings[i], section_oof[i], lexical[i])
                 for i in range(len(data.items))
             ]
         )
