@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.documents import Document
@@ -107,6 +108,45 @@ def make_composer(settings: Settings, corpus: Corpus, table: SentenceTable, deci
         ) from None
 
 
+@dataclass(frozen=True)
+class Engine:
+    """Everything the assistant answers from: the index build, its sentence table, and the fitted decisions."""
+
+    build: IndexBuild
+    table: SentenceTable
+    views: ViewBuilder
+    bank: Bank
+    decisions: Decisions
+    report: dict[str, Any]
+
+
+def prepare(
+    settings: Settings,
+    *,
+    force: bool = False,
+    retrain: bool = False,
+    embeddings: Embeddings | None = None,
+    corpus: Corpus | None = None,
+    bank: Bank | None = None,
+) -> Engine:
+    """Open (or build) the index and the decisions fitted against it (training them first when missing)."""
+    corpus = corpus or load_corpus(settings.corpus_dir, settings.article_url)
+    embeddings = embeddings or make_embeddings(settings)
+    build = build_or_open_index(settings, force=force, embeddings=embeddings, corpus=corpus)
+    table = open_table(build, corpus)
+    views = ViewBuilder(QueryPreparer(vocabulary(table)), embeddings.embed_documents)
+    bank = bank or load_bank(corpus)
+    with _console.status("Fitting the decisions on the question bank…") as status:
+
+        def progress(message: str) -> None:
+            status.update(f"Fitting the decisions on the question bank: {message}…")
+
+        decisions, report = ensure_decisions(
+            build, bank, settings, table, views, progress=progress, force=force or retrain
+        )
+    return Engine(build, table, views, bank, decisions, report)
+
+
 class Assistant:
     """Answers questions about the article and its sources, with citations, notices and the disclaimer."""
 
@@ -122,22 +162,15 @@ class Assistant:
         self.settings = settings or load_settings()
         self.corpus = corpus or load_corpus(self.settings.corpus_dir, self.settings.article_url)
         self._embeddings = embeddings or make_embeddings(self.settings)
-        build = build_or_open_index(self.settings, embeddings=self._embeddings, corpus=self.corpus)
-        self._build = build
-        self.table = open_table(build, self.corpus)
-        self._views = ViewBuilder(QueryPreparer(vocabulary(self.table)), self._embeddings.embed_documents)
-        self.bank = bank or load_bank(self.corpus)
-        with _console.status("Fitting the decisions on the question bank…") as status:
-
-            def progress(message: str) -> None:
-                status.update(f"Fitting the decisions on the question bank: {message}…")
-
-            self.decisions, self.decisions_report = ensure_decisions(
-                build, self.bank, self.settings, self.table, self._views, progress=progress
-            )
+        engine = prepare(self.settings, embeddings=self._embeddings, corpus=self.corpus, bank=bank)
+        self._build = engine.build
+        self.table = engine.table
+        self._views = engine.views
+        self.bank = engine.bank
+        self.decisions, self.decisions_report = engine.decisions, engine.report
         self.index_info: dict[str, Any] = {
-            **build.manifest,
-            "path": str(build.path),
+            **engine.build.manifest,
+            "path": str(engine.build.path),
             "decisions": self.decisions_report["key"],
             "bank_fingerprint": self.decisions_report["bank_fingerprint"],
         }

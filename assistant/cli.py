@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.table import Table
 
 from assistant.errors import AssistantError
 from assistant.settings import Settings, load_settings
@@ -41,21 +42,107 @@ def _settings() -> Settings:
 
 @app.command()
 def index(
-    force: Annotated[bool, typer.Option("--force", help="Rebuild even when the index is up to date.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild the index (and refit) even when up to date.")] = False,
+    retrain: Annotated[bool, typer.Option("--retrain", help="Refit the decisions even when up to date.")] = False,
 ) -> None:
-    """Build the Chroma index from corpus/ (only when missing or stale, unless --force)."""
-    from assistant.assistant import build_or_open_index
+    """Build the Chroma index from corpus/ and fit the decisions on the question bank (each only when needed)."""
+    from assistant.assistant import prepare
 
     settings = _settings()
     try:
-        build = build_or_open_index(settings, force=force)
+        engine = prepare(settings, force=force, retrain=retrain)
     except AssistantError as error:
         raise _fail(error) from None
-    manifest = build.manifest
+    manifest, report = engine.build.manifest, engine.report
     out.print(
         f"Index ready: {manifest['chunks']} chunks, model {manifest['embedding_model']}, "
-        f"built {manifest['built_at']} in {build.path}"
+        f"built {manifest['built_at']} in {engine.build.path}"
     )
+    out.print(training_summary(report))
+
+
+def training_summary(report: dict[str, Any]) -> Table:
+    """The decisions' cross-validation figures, as `assistant index` prints them."""
+    situation, coverage, ranker, sections = (
+        report["situation"],
+        report["coverage"],
+        report["ranker"],
+        report["sections"],
+    )
+    table = Table(
+        title=f"Decisions fitted on {report['bank']['items']['all']} bank questions "
+        f"({report['bank']['items']['authors']} authors), {report['folds']}-fold CV by author",
+        show_lines=False,
+    )
+    table.add_column("decision")
+    table.add_column("cross-validated figures")
+    micro = situation["micro"]
+    table.add_row(
+        "situation (5 triggers)",
+        f"precision {micro['precision']:.3f}, recall {micro['recall']:.3f}, F1 {micro['f1']:.3f}; "
+        f"near-miss false alarms {situation['near_miss_false_rate']:.3f}",
+    )
+    table.add_row(
+        "coverage",
+        f"answerable answered {coverage['answerable_answered']:.3f}, "
+        f"out of scope declined {coverage['unanswerable_declined']:.3f}",
+    )
+    table.add_row("sections", f"top-1 {sections['top1']:.3f}, top-3 {sections['top3']:.3f}")
+    table.add_row(
+        "ranker",
+        f"gold sentence first {ranker['gold_hit@1']:.3f}, in top 3 {ranker['gold_hit@3']:.3f}; "
+        f"answering section in top 3 {ranker['section_hit@3']:.3f}",
+    )
+    wants = report["wants_list"]
+    table.add_row("whole list asked for", f"precision {wants['precision']:.3f}, recall {wants['recall']:.3f}")
+    table.add_row("thresholds (fitted)", ", ".join(f"{k} {v:.3f}" for k, v in report["thresholds"].items()))
+    table.add_row("fitted in", f"{report['seconds']:.0f} s (key {report['key']})")
+    return table
+
+
+@app.command("bank")
+def bank_command(
+    overlap: Annotated[
+        bool, typer.Option("--overlap", help="Also list the bank messages closest to any eval question.")
+    ] = False,
+    evals: Annotated[Path, typer.Option(help="Folder of eval sets (*.jsonl) to compare with.")] = Path("evals"),
+    limit: Annotated[int, typer.Option(min=1, max=200, help="How many closest pairs to list.")] = 10,
+) -> None:
+    """Show the labelled question bank's size per label, and how far it keeps from the eval sets."""
+    from assistant.bank import eval_questions, load_bank, nearest_eval_questions
+    from assistant.corpus import load_corpus
+
+    settings = _settings()
+    try:
+        bank = load_bank(load_corpus(settings.corpus_dir, settings.article_url))
+    except AssistantError as error:
+        raise _fail(error) from None
+    sizes = bank.sizes()
+    table = Table(title=f"Question bank: {sizes['items']['all']} messages by {sizes['items']['authors']} authors")
+    table.add_column("label")
+    table.add_column("messages", justify="right")
+    for group in ("covered", "kind", "trigger", "section"):
+        for name, count in sizes[group].items():
+            table.add_row(f"{group}: {name}", str(count))
+    out.print(table)
+    if not overlap:
+        return
+    from assistant.index import make_embeddings
+
+    sets = sorted(evals.glob("*.jsonl"))
+    if not sets:
+        raise _fail(AssistantError(f"No eval sets (*.jsonl) in {evals}."))
+    pairs = nearest_eval_questions(bank, eval_questions(sets), make_embeddings(settings).embed_documents)
+    limit_value = settings.decisions.near_copy
+    listing = Table(title=f"Closest bank/eval pairs (a near-copy is {limit_value:.2f} or more)")
+    for column in ("cosine", "bank message", "eval set", "eval question"):
+        listing.add_column(column)
+    for pair in pairs[:limit]:
+        listing.add_row(f"{pair.similarity:.3f}", pair.message, pair.eval_file, pair.question)
+    out.print(listing)
+    if pairs and pairs[0].similarity >= limit_value:
+        err.print(f"[bold red]The bank holds near-copies of eval questions[/] (cosine ≥ {limit_value:.2f}).")
+        raise typer.Exit(code=1)
 
 
 def _read_history(path: Path | None) -> list[dict[str, str]]:

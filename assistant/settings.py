@@ -60,7 +60,11 @@ class DecisionSettings(BaseModel):
     )
     coverage_c: float = Field(default=1.0, gt=0, description="Inverse regularisation of the coverage head.")
     ranker: Literal["boosting", "logistic"] = Field(
-        default="boosting", description="Sentence ranker: gradient-boosted trees or a logistic regression."
+        default="logistic",
+        description="Sentence ranker: a logistic regression on standardised features, or gradient-boosted trees. "
+        "By grouped CV on the bank they rank alike (gold hit@3 0.888 and 0.887, section hit@3 0.954 and 0.959); "
+        "the logistic one fits faster and needs no OpenMP threads when answering, whose spinning slowed the next "
+        "question's embedding from 6 ms to over 30 ms.",
     )
     ranker_iterations: int = Field(
         default=100,

@@ -46,7 +46,7 @@ from assistant.retrieval import LexicalScores, Ranking, rank
 from assistant.sentences import SentenceTable
 from assistant.settings import DecisionSettings
 
-TRAINER_VERSION = "6"
+TRAINER_VERSION = "7"
 """Bumped whenever training changes what it fits: a build's decisions are refitted when it differs."""
 
 Progress = Callable[[str], None]
