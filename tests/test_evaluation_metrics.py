@@ -323,3 +323,14 @@ def test_split_sentences_reads_a_run_in_label_with_its_sentence() -> None:
         ("Derivative works. The output is arguably a derivative work.", (1,)),
         ("Short one.", (2,)),
     ]
+
+
+def test_scope_confusion_counts_answers_against_answerability(corpus: Corpus) -> None:
+    from assistant.evaluation.metrics import scope_confusion
+
+    def outcome(answerable: bool, answered: bool) -> CaseOutcome:
+        return CaseOutcome(case(answerable=answerable), reply(corpus, "x", [], answered=answered), 0.1, {})
+
+    pairs = [(True, True), (True, True), (True, False), (False, False), (False, True)]
+    scores = [score_case(outcome(a, b), corpus) for a, b in pairs]
+    assert scope_confusion(scores) == {"tp": 2, "fp": 1, "fn": 1, "tn": 1}

@@ -149,3 +149,22 @@ def test_each_plot_is_a_png_data_uri(plot: Any) -> None:
     uri = plot()
     assert uri.startswith("data:image/png;base64,")
     assert base64.b64decode(uri.split(",", 1)[1]).startswith(PNG_MAGIC)
+
+
+def test_report_shows_confusion_per_trigger_and_for_scope_and_the_decisions() -> None:
+    data = metrics()
+    data["scope_confusion"] = {"tp": 3, "fp": 1, "fn": 1, "tn": 2}
+    data["decisions"] = {
+        "key": "abc",
+        "folds": 5,
+        "situation": {"micro": {"precision": 0.9, "recall": 0.8, "f1": 0.85}, "near_miss_false_rate": 0.1},
+        "coverage": {"answerable_answered": 0.93, "unanswerable_declined": 0.87},
+        "thresholds": {"coverage": 0.61},
+        "bank": {"trigger": {"commercial_release": 123}},
+    }
+    page = render_report(data, [record("a", True)])
+    assert "scope (answered vs answerable)" in page and "<td>0.750</td>" in page
+    assert "commercial_release" in page and "<td>123</td>" in page
+    assert "0.930" in page and "threshold: coverage" in page
+    bare = render_report(metrics(), [record("a", True)])
+    assert "reported no fitted decisions" in bare

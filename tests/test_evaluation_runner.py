@@ -404,7 +404,7 @@ def test_real_run_on_a_small_dataset(settings: Settings, assistant: Any, tmp_pat
         for r in results
         if r["expected"]["answerable"] and r["expected"]["expected_sections"]
     ]
-    assert overall["citations.section_hit@3"] == pytest.approx(sum(hits) / len(hits))
+    assert overall["citations.section_hit@3"] == pytest.approx(sum(hits) / len(hits), abs=1e-4)
     assert overall["scope.unanswerable_answered_false"] == float(not results[2]["answer"]["answered"])
     assert all(len(r["retrieval"][name]) == 5 for r in results for name in ("assistant", "dense", "bm25"))
     assert overall["latency.p95_s"] is not None and overall["latency.p95_s"] < 5

@@ -57,11 +57,11 @@ def _compose(
 def test_the_lead_comes_first_then_at_most_three_supporting_points(assistant: Assistant) -> None:
     rows = [
         _row(assistant, "Spotify, Apple Music"),
-        _row(assistant, "Do not extract stems from streaming"),
+        _row(assistant, "- Do not extract stems from streaming"),
         _row(assistant, "YouTube has specific policies"),
-        _row(assistant, "Understand that platform terms"),
+        _row(assistant, "- Understand that platform terms"),
         _row(assistant, "Social media platforms increasingly"),
-        _row(assistant, "Read the terms of service"),
+        _row(assistant, "- Read the terms of service"),
     ]
     answer, _ = _compose(assistant, rows, [0.95, 0.9, 0.8, 0.7, 0.6, 0.55])
     assert answer.startswith("Spotify, Apple Music")
@@ -71,7 +71,7 @@ def test_the_lead_comes_first_then_at_most_three_supporting_points(assistant: As
 
 def test_without_a_strong_supporting_point_the_leads_own_section_gives_context(assistant: Assistant) -> None:
     lead = _row(assistant, "Spotify, Apple Music")
-    other_section = _row(assistant, "Read the terms of service")
+    other_section = _row(assistant, "- Read the terms of service")
     same_section = _row(assistant, "YouTube has specific policies")
     _answer, quoted = _compose(assistant, [lead, other_section, same_section], [0.9, 0.2, 0.1])
     assert [s.row for s in quoted] == [lead, same_section]

@@ -320,6 +320,15 @@ def escalation_confusion(scores: Sequence[CaseScore]) -> dict[str, dict[str, int
     return table
 
 
+def scope_confusion(scores: Sequence[CaseScore]) -> dict[str, int]:
+    """Answered or not against answerable or not: tp = answerable and answered, tn = unanswerable and declined."""
+    table = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
+    for score in scores:
+        answerable, answered = score.outcome.case.answerable, score.outcome.answer.answered
+        table["tp" if answerable and answered else "fp" if answered else "fn" if answerable else "tn"] += 1
+    return table
+
+
 def _escalation_metrics(scores: Sequence[CaseScore]) -> dict[str, float | int | None]:
     table = escalation_confusion(scores)
     metrics: dict[str, float | int | None] = {}

@@ -254,6 +254,68 @@ def _case_html(record: dict[str, Any]) -> str:
 </div></div></div>"""
 
 
+def _confusion_tables(metrics: dict[str, Any]) -> str:
+    """Per trigger and for scope: the four counts, precision and recall."""
+    rows = []
+    scope = metrics.get("scope_confusion")
+    named = [(trigger, counts) for trigger, counts in metrics["escalation_confusion"].items()]
+    if scope:
+        named.append(("scope (answered vs answerable)", scope))
+    for name, c in named:
+        precision = c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else None
+        recall = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else None
+        declined = c["tn"] / (c["tn"] + c["fp"]) if c["tn"] + c["fp"] else None
+        rows.append(
+            f"<tr><td>{_e(name)}</td><td>{c['tp']}</td><td>{c['fp']}</td><td>{c['fn']}</td><td>{c['tn']}</td>"
+            f"<td>{_fmt(precision)}</td><td>{_fmt(recall)}</td><td>{_fmt(declined)}</td></tr>"
+        )
+    return (
+        "<table><tr><th></th><th>tp</th><th>fp</th><th>fn</th><th>tn</th><th>precision</th><th>recall</th>"
+        "<th>negatives kept negative</th></tr>" + "".join(rows) + "</table>"
+        '<p class="muted">Scope: a positive is an answerable case; tp answered it, fn declined it, '
+        "tn declined an unanswerable one, fp answered it.</p>"
+    )
+
+
+def _decisions_html(decisions: dict[str, Any]) -> str:
+    """The fitted decisions' cross-validation figures and the bank's size per label."""
+    if not decisions:
+        return '<p class="muted">The assistant reported no fitted decisions.</p>'
+    situation, coverage = decisions.get("situation", {}), decisions.get("coverage", {})
+    ranker, sections = decisions.get("ranker", {}), decisions.get("sections", {})
+    micro = situation.get("micro", {})
+    cv = [
+        (
+            "situation, micro precision / recall / F1",
+            f"{_fmt(micro.get('precision'))} / {_fmt(micro.get('recall'))} / {_fmt(micro.get('f1'))}",
+        ),
+        ("situation, near-miss false alarms", _fmt(situation.get("near_miss_false_rate"))),
+        ("coverage, answerable answered", _fmt(coverage.get("answerable_answered"))),
+        ("coverage, out of scope declined", _fmt(coverage.get("unanswerable_declined"))),
+        ("sections, top-1 / top-3", f"{_fmt(sections.get('top1'))} / {_fmt(sections.get('top3'))}"),
+        (
+            "ranker, gold sentence first / in top 3",
+            f"{_fmt(ranker.get('gold_hit@1'))} / {_fmt(ranker.get('gold_hit@3'))}",
+        ),
+        ("ranker, answering section in top 3", _fmt(ranker.get("section_hit@3"))),
+    ]
+    cv += [(f"threshold: {name}", _fmt(value)) for name, value in decisions.get("thresholds", {}).items()]
+    cv_rows = "".join(f"<tr><td>{_e(name)}</td><td>{_e(value)}</td></tr>" for name, value in cv)
+    bank = decisions.get("bank", {})
+    size_rows = "".join(
+        f"<tr><td>{_e(group)}</td><td>{_e(name)}</td><td>{count}</td></tr>"
+        for group in ("items", "covered", "kind", "trigger", "section")
+        for name, count in bank.get(group, {}).items()
+    )
+    return (
+        f'<p class="muted">Fitted on the question bank (key {_e(decisions.get("key", ""))}), '
+        f"{_e(decisions.get('folds', ''))}-fold cross-validation by author; thresholds fitted on other folds.</p>"
+        f"<table><tr><th>cross-validated figure</th><th>value</th></tr>{cv_rows}</table>"
+        f"<details><summary>The bank's size per label</summary><table><tr><th>label</th><th>value</th>"
+        f"<th>messages</th></tr>{size_rows}</table></details>"
+    )
+
+
 def render_report(metrics: dict[str, Any], results: Sequence[dict[str, Any]]) -> str:
     """The whole page: verdict, headline metrics vs thresholds, plots, tables, then failing cases first."""
     overall, k = metrics["overall"], int(metrics["run"]["k"])
@@ -294,6 +356,8 @@ def render_report(metrics: dict[str, Any], results: Sequence[dict[str, Any]]) ->
 <h2>Plots</h2><div class="plots">{figures}</div>
 <h2>Retrieval: assistant vs baselines</h2>{_retrieval_table(overall, retrievers, k)}
 <h2>Per category</h2>{_category_table(metrics["by_category"])}
+<h2>Confusion: each trigger, and scope</h2>{_confusion_tables(metrics)}
+<h2>The decisions: cross-validation on the question bank</h2>{_decisions_html(metrics.get("decisions") or {})}
 <h2 id="failing">Failing cases ({len(failing)})</h2>
 {"".join(_case_html(record) for record in failing) or '<p class="muted">None.</p>'}
 <h2>Passing cases ({len(passing)})</h2>

@@ -39,6 +39,7 @@ from assistant.evaluation.metrics import (
     aggregate,
     by_category,
     escalation_confusion,
+    scope_confusion,
     score_case,
 )
 from assistant.evaluation.report import HEADLINE, render_report
@@ -236,7 +237,12 @@ def _rounded(metrics: dict[str, MetricValue]) -> dict[str, MetricValue]:
 
 
 def metrics_document(
-    scores: Sequence[CaseScore], dataset: Path, k: int, thresholds: Thresholds, run: dict[str, Any]
+    scores: Sequence[CaseScore],
+    dataset: Path,
+    k: int,
+    thresholds: Thresholds,
+    run: dict[str, Any],
+    decisions: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything ``metrics.json`` holds: overall and per-category figures, confusion tables and the gate."""
     overall = aggregate(scores, k)
@@ -248,6 +254,8 @@ def metrics_document(
         "overall": _rounded(overall),
         "by_category": {name: _rounded(values) for name, values in by_category(scores, k).items()},
         "escalation_confusion": escalation_confusion(scores),
+        "scope_confusion": scope_confusion(scores),
+        "decisions": decisions or {},
         "thresholds": {"min": thresholds.minimum, "max": thresholds.maximum, "targets": thresholds.targets},
         "gate": {"passed": not failures, "failures": [{**vars(f), "message": str(f)} for f in failures]},
         "targets_unmet": [{**vars(f), "message": str(f)} for f in unmet_targets(overall, thresholds)],
@@ -320,7 +328,7 @@ def run_eval_command(
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "duration_s": round(time.time() - started, 2),
     }
-    metrics = metrics_document(scores, dataset, k, thresholds, run)
+    metrics = metrics_document(scores, dataset, k, thresholds, run, getattr(assistant, "decisions_report", None))
     write_outputs(out_dir, metrics, [result_record(score) for score in scores])
 
     console.print(_summary_table(metrics))
