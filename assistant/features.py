@@ -125,6 +125,27 @@ def situation_matrix(texts: Sequence[str], vectorizer: TextVectorizer) -> sparse
     return sparse.hstack([vectorizer.transform(texts), sparse.csr_matrix(cue_matrix(texts))]).tocsr()
 
 
+_SENTENCE_BREAK = re.compile(r"(?<=[.?!])\s+|\s*\n\s*")
+SENTENCE_WORDS = 3
+"""Words a part of a message needs to count as a sentence of its own ("ok.", "lol" do not)."""
+
+
+def message_sentences(texts: Sequence[str]) -> tuple[list[str], list[int]]:
+    """The sentences of each text (split at ``.?!`` and line breaks), and the index of the text each belongs to.
+
+    A regular expression, not a sentence splitter: user messages are short and informal, and the split only
+    bounds where a situation may be told.
+    """
+    parts: list[str] = []
+    owners: list[int] = []
+    for index, text in enumerate(texts):
+        pieces = [p for p in _SENTENCE_BREAK.split(text) if len(p.split()) >= SENTENCE_WORDS]
+        if len(pieces) > 1:
+            parts.extend(pieces)
+            owners.extend([index] * len(pieces))
+    return parts, owners
+
+
 PAIR_FEATURES = (
     "sentence_sim",
     "paragraph_sim",

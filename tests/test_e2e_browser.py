@@ -196,7 +196,7 @@ def test_widget_on_an_allowed_site_answers_with_citations_notices_and_disclaimer
             page.get_by_role("button", name="Open help: Remix legal help").click()
             frame = page.frame_locator('iframe[title="Remix legal help"]')
             expect(frame.locator(".jurisdiction")).to_contain_text("US, EU, UK (untested in most courts)")
-            question = "I want to commercially release a remix built on AI-separated stems."
+            question = "I want to commercially release a remix built on AI-separated stems. Is that risky?"
             frame.locator("#question").fill(question)
             frame.locator("#question").press("Enter")
             reply = frame.locator(".reply").first

@@ -157,15 +157,25 @@ class SituationDecision:
     topic_columns: int
     """The topic heads read the n-grams only (the first columns); the cue counts inform the 'own' head."""
 
-    def probabilities(self, features: Matrix) -> dict[str, np.ndarray]:
-        """P(label) per row, for every label."""
+    def probabilities(
+        self, features: Matrix, parts: Matrix | None = None, part_of: Sequence[int] = ()
+    ) -> dict[str, np.ndarray]:
+        """P(label) per row, for every label.
+
+        ``parts`` are the features of each row's sentences (``part_of`` names the row of each): a message tells
+        of the user's own matter when any of its sentences does ("I want to release it next month. Is that
+        risky?"), so a row's 'own' probability is the highest of its own and its sentences'.
+        """
         own = self.own.predict_proba(features)[:, 1]
+        if parts is not None and len(part_of):
+            for row, probability in zip(part_of, self.own.predict_proba(parts)[:, 1], strict=True):
+                own[row] = max(own[row], probability)
         words = features[:, : self.topic_columns]
         return {label: own * self.topics[label].predict_proba(words)[:, 1] for label in self.labels}
 
-    def decide(self, features: Matrix) -> list[set[str]]:
+    def decide(self, features: Matrix, parts: Matrix | None = None, part_of: Sequence[int] = ()) -> list[set[str]]:
         """The labels that apply, per row."""
-        probabilities = self.probabilities(features)
+        probabilities = self.probabilities(features, parts, part_of)
         return [
             {label for label in self.labels if probabilities[label][i] >= self.thresholds[label]}
             for i in range(features.shape[0])

@@ -41,12 +41,19 @@ from assistant.decisions.models import (
     logistic,
 )
 from assistant.decisions.neighbours import Neighbours, Votes
-from assistant.features import CUE_GROUPS, QueryView, TextVectorizer, question_matrix, situation_matrix
+from assistant.features import (
+    CUE_GROUPS,
+    QueryView,
+    TextVectorizer,
+    message_sentences,
+    question_matrix,
+    situation_matrix,
+)
 from assistant.retrieval import LexicalScores, Ranking, rank
 from assistant.sentences import SentenceTable
 from assistant.settings import DecisionSettings
 
-TRAINER_VERSION = "7"
+TRAINER_VERSION = "9"
 """Bumped whenever training changes what it fits: a build's decisions are refitted when it differs."""
 
 Progress = Callable[[str], None]
@@ -188,13 +195,17 @@ class Trainer:
         self, data: TrainingData, vectorizer: TextVectorizer
     ) -> tuple[SituationDecision, list[set[str]], dict[str, object]]:
         """The fitted decision, each item's out-of-fold situations, and the figures."""
-        features = situation_matrix([v.conversation for v in data.views], vectorizer)
+        texts = [v.conversation for v in data.views]
+        features = situation_matrix(texts, vectorizer)
         expected = np.column_stack([[t in item.triggers for item in data.items] for t in ESCALATION_TRIGGER_IDS])
         everything = np.arange(len(data.items))
         scores = np.zeros(expected.shape)
         for fold, train in zip(data.folds, data.train_sets, strict=True):
             model = self.fit_situation(features, expected, train, {})
-            probabilities = model.probabilities(features[fold])
+            parts, part_of = message_sentences([texts[i] for i in fold])
+            probabilities = model.probabilities(
+                features[fold], situation_matrix(parts, vectorizer) if parts else None, part_of
+            )
             scores[fold] = np.column_stack([probabilities[t] for t in ESCALATION_TRIGGER_IDS])
         fired = np.column_stack(
             [_cross_fitted(expected[:, k], scores[:, k], data.folds, "f1") for k in range(expected.shape[1])]
