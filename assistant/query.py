@@ -83,7 +83,8 @@ class QueryPreparer:
         matches = process.extract(word, pool, scorer=fuzz.ratio, score_cutoff=TYPO_SIMILARITY, limit=5)
         if not matches:
             return word
-        return min((m[0] for m in matches), key=lambda m: (OSA.distance(word, m), -self._vocabulary[m], m))
+        candidates: list[str] = [str(m[0]) for m in matches]
+        return min(candidates, key=lambda m: (OSA.distance(word, m), -self._vocabulary[m], m))
 
     def prepare(self, question: str) -> PreparedQuery:
         """Clean, translate and correct a question, and read the references it spells out."""

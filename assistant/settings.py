@@ -136,9 +136,13 @@ class Settings(BaseSettings):
     )
     embedding_batch_size: int = Field(default=32, ge=1, description="Texts the model encodes per batch.")
     chunk_chars: int = Field(default=700, ge=200, description="Target maximum characters per chunk.")
-    k: int = Field(default=6, ge=1, le=50, description="Passages handed to the answer composer.")
     candidates: int = Field(
-        default=40, ge=5, le=400, description="Candidates each retriever contributes before fusion."
+        default=40,
+        ge=5,
+        le=400,
+        description="Chunks the dense and the lexical search each contribute before the ranker scores their "
+        "sentences (the article's sentences are always candidates). At 40 the candidates hold 98.8 % of the "
+        "bank's gold sentences (the training report's candidate_gold_recall).",
     )
     max_support: int = Field(
         default=3,
