@@ -11,6 +11,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from threadpoolctl import threadpool_limits
 
 from assistant.answer import AnswerComposer, CompositionRequest
 from assistant.bank import Bank, load_bank
@@ -179,6 +180,7 @@ class Assistant:
         self._bullets = bullet_rows(self.table)
         self._triggers = {t.id: t for t in self.corpus.escalation_triggers}
         self._answers: OrderedDict[str, list[Citation]] = OrderedDict()
+        threadpool_limits(limits=self.settings.blas_threads, user_api="blas")
 
     # -- one turn, as the decisions see it ---------------------------------------------------------
 

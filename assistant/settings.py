@@ -159,6 +159,13 @@ class Settings(BaseSettings):
         description="Recent answers kept in memory by id, so that a follow-up naming its answer_id finds what "
         "that answer quoted.",
     )
+    blas_threads: int = Field(
+        default=1,
+        ge=1,
+        description="Threads numpy's BLAS may use once the assistant is ready to answer. A question's products are "
+        "small (one vector against a few thousand sentences), and idle BLAS threads spinning beside the embedding "
+        "model's own threads on two cores raised the warm p50 from 21 ms to 73 ms (scripts/bench_assistant.py).",
+    )
     decisions: DecisionSettings = Field(
         default_factory=DecisionSettings, description="How the learned decisions are fitted."
     )

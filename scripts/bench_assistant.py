@@ -30,17 +30,30 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 console = Console()
 
-COLD_ASSISTANT = """
-import resource, sys, time
+PEAK_RSS = """
+def peak_rss_kib():
+    # VmHWM belongs to this process's own memory map; ru_maxrss would carry the parent's peak across fork.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+"""
+
+COLD_ASSISTANT = (
+    PEAK_RSS
+    + """
+import sys
 from pathlib import Path
 from assistant import Assistant, load_settings
 assistant = Assistant(load_settings(index_dir=Path(sys.argv[1])))
 assistant.ask("Does Spotify allow extracting stems from its songs?")
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(peak_rss_kib())
 """
+)
 
-COLD_DENSE = """
-import resource, sys
+COLD_DENSE = (
+    PEAK_RSS
+    + """
+import sys
 from pathlib import Path
 from langchain_chroma import Chroma
 from assistant.index import make_embeddings
@@ -50,8 +63,49 @@ settings = load_settings()
 client = chromadb.PersistentClient(path=sys.argv[1])
 store = Chroma(client=client, collection_name="dense", embedding_function=make_embeddings(settings))
 store.similarity_search("Does Spotify allow extracting stems from its songs?", k=6)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(peak_rss_kib())
 """
+)
+
+WARM = """
+import json, sys, time
+from pathlib import Path
+from langchain_chroma import Chroma
+from assistant import Assistant, load_settings
+from assistant.index import _chroma_client
+from assistant.retrieval import DenseRetriever
+index_dir, dense_dir, dataset, runs, k = sys.argv[1:6]
+rows = [json.loads(line) for line in Path(dataset).read_text(encoding="utf-8").splitlines() if line.strip()]
+questions = [(row.get("question") or row.get("user_input"), row.get("history", [])) for row in rows]
+assistant = Assistant(load_settings(index_dir=Path(index_dir)))
+dense = DenseRetriever(
+    Chroma(client=_chroma_client(Path(dense_dir)), collection_name="dense", embedding_function=assistant._embeddings)
+)
+assistant.ask("warm up")
+dense.retrieve("warm up", int(k))
+result = {"assistant": [], "dense": []}
+for run in range(int(runs)):
+    print(f"warm latency run {run + 1}/{runs} over {len(questions)} questions", file=sys.stderr, flush=True)
+    # Every run embeds each question anew: the assistant's per-text cache would otherwise
+    # turn runs after the first into cache hits, which no new question gets.
+    assistant._views.clear()
+    times_a, times_d = [], []
+    for question, history in questions:
+        started = time.perf_counter()
+        assistant.ask(question, history)
+        times_a.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        dense.retrieve(question, int(k))
+        times_d.append(time.perf_counter() - started)
+    result["assistant"].append(times_a)
+    result["dense"].append(times_d)
+print(json.dumps(result))
+"""
+
+BASELINE_K = 6
+"""Passages the dense baseline returns per question: as many as an answer used to be composed from."""
+
+ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -62,13 +116,29 @@ def percentile(values: list[float], q: float) -> float:
 
 def cold(script: str, argument: str) -> tuple[float, float]:
     """Seconds from process start to first answer, and the process's peak RSS in MiB."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), argument], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-c", textwrap.dedent(script), argument],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **ENV},
+        check=True,
     )
     elapsed = time.perf_counter() - started
     return elapsed, int(done.stdout.strip().splitlines()[-1]) / 1024
+
+
+def warm(index_dir: Path, dense_dir: Path, dataset: Path, runs: int) -> dict[str, list[list[float]]]:
+    """Per-question seconds of both arms, measured in a fresh process that only serves (as the server does)."""
+    done = subprocess.run(
+        [sys.executable, "-c", WARM, str(index_dir), str(dense_dir), str(dataset), str(runs), str(BASELINE_K)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **ENV},
+        check=True,
+    )
+    result: dict[str, list[list[float]]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main() -> None:
@@ -81,15 +151,14 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from langchain_chroma import Chroma
 
-    from assistant import Assistant, load_settings
+    from assistant import load_settings
     from assistant.assistant import prepare
     from assistant.chunking import chunk_corpus
     from assistant.corpus import load_corpus
     from assistant.index import _chroma_client, make_embeddings
-    from assistant.retrieval import DenseRetriever
 
     rows = [json.loads(line) for line in args.dataset.read_text(encoding="utf-8").splitlines() if line.strip()]
-    questions = [(row.get("question") or row.get("user_input"), row.get("history", [])) for row in rows]
+    questions = [row.get("question") or row.get("user_input") for row in rows]
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     settings = load_settings(index_dir=work / "assistant-index")
     corpus = load_corpus(settings.corpus_dir)
@@ -114,27 +183,10 @@ def main() -> None:
         )
         build_dense.append(time.perf_counter() - started)
 
-    assistant = Assistant(settings)
-    dense = DenseRetriever(
-        Chroma(client=_chroma_client(work / "dense-0"), collection_name="dense", embedding_function=embeddings)
-    )
-    warm_assistant: list[list[float]] = []
-    warm_dense: list[list[float]] = []
-    for run in range(args.runs):
-        console.print(f"[bold]warm latency[/] run {run + 1}/{args.runs} over {len(questions)} questions")
-        times_a, times_d = [], []
-        # Every run embeds each question anew: the assistant's per-text cache would otherwise
-        # turn runs after the first into cache hits, which no new question gets.
-        assistant._views.clear()
-        for question, history in questions:
-            started = time.perf_counter()
-            assistant.ask(question, history)
-            times_a.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            dense.retrieve(question, settings.k)
-            times_d.append(time.perf_counter() - started)
-        warm_assistant.append(times_a)
-        warm_dense.append(times_d)
+    # Warm latency is measured in a fresh process: the builds above fit models and fill memory, which a
+    # serving process never does, and that would slow both arms alike.
+    timings = warm(settings.index_dir, work / "dense-0", args.dataset, args.runs)
+    warm_assistant, warm_dense = timings["assistant"], timings["dense"]
 
     cold_assistant, cold_dense = [], []
     for run in range(args.runs):
