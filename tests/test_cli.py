@@ -76,6 +76,7 @@ def test_index_reports_the_live_build(env: dict[str, str]) -> None:
 
 
 def test_invalid_setting_is_reported(env: dict[str, str]) -> None:
-    result = runner.invoke(app, ["index"], env={**env, "ASSISTANT_K": "0"})
+    result = runner.invoke(app, ["index"], env={**env, "ASSISTANT_CANDIDATES": "0"})
     assert result.exit_code == 2
     assert "invalid ASSISTANT_* setting" in result.output
+    assert "candidates" in result.output
