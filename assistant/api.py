@@ -23,7 +23,7 @@ from assistant.feedback import MAX_COMMENT_CHARS, Vote
 from assistant.schemas import Answer, Message
 
 if TYPE_CHECKING:
-    from assistant.server import AssistantService
+    from assistant.service import AssistantService
 
 INPUT_PROBLEM_STATUS = {"too_long": 413, "empty": 400, "invalid_history": 400}
 API_METHODS = {"/api/ask": "POST", "/api/feedback": "POST", "/api/health": "GET"}

@@ -28,7 +28,7 @@ from assistant.widget import STATIC_DIR
 
 if TYPE_CHECKING:
     from assistant.corpus import Corpus
-    from assistant.server import AssistantService
+    from assistant.service import AssistantService
     from assistant.settings import Settings
 
 ChatState = dict[str, Any]

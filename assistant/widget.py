@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from assistant.feedback import MAX_COMMENT_CHARS
 
 if TYPE_CHECKING:
-    from assistant.server import AssistantService
+    from assistant.service import AssistantService
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 WIDGET_PATH = "/widget"

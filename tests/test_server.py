@@ -15,7 +15,8 @@ from server_fixtures import FakeAssistant
 
 from assistant.corpus import load_corpus
 from assistant.errors import AssistantError, CorpusError, IndexNotReadyError
-from assistant.server import AnswerSlots, ServerBusyError, check_origins, create_app
+from assistant.server import check_origins, create_app
+from assistant.service import AnswerSlots, ServerBusyError
 from assistant.settings import Settings
 
 ALLOWED = "https://allowed.example"

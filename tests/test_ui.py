@@ -13,7 +13,7 @@ from server_fixtures import FakeAssistant
 
 from assistant.corpus import load_corpus
 from assistant.schemas import Answer
-from assistant.server import AssistantService
+from assistant.service import AssistantService
 from assistant.settings import Settings
 from assistant.ui import (
     NOTICE_TITLE,
