@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
+from langchain_core.retrievers import BaseRetriever
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from threadpoolctl import threadpool_limits
@@ -45,7 +47,7 @@ from assistant.index import (
     open_vector_store,
 )
 from assistant.query import QueryPreparer
-from assistant.retrieval import BM25Retriever, DenseRetriever, Retriever, passages
+from assistant.retrieval import BM25Retriever, DenseRetriever, passages
 from assistant.schemas import Answer, Citation, Escalation, InputProblem, Message
 from assistant.sentences import SentenceTable
 from assistant.settings import Settings, load_settings
@@ -236,11 +238,15 @@ class Assistant:
         _, about = self.situations(message, earlier)
         return passages(self.table, self._judgement(self._view(message, turns), sorted(about)).ranking, k)
 
-    def baseline_retrievers(self) -> dict[str, Retriever]:
+    def as_retriever(self, k: int = 6) -> PassageRetriever:
+        """The assistant's own ranking as a LangChain retriever, to compose into other chains."""
+        return PassageRetriever(assistant=self, k=k)
+
+    def baseline_retrievers(self) -> dict[str, BaseRetriever]:
         """Plain dense (LangChain Chroma) and BM25 retrieval over the same chunks, for comparison."""
         return {
-            "dense": DenseRetriever(open_vector_store(self._build, self._embeddings)),
-            "bm25": BM25Retriever(self.table.chunks),
+            "dense": DenseRetriever(store=open_vector_store(self._build, self._embeddings)),
+            "bm25": BM25Retriever(chunks=list(self.table.chunks)),
         }
 
     # -- answering -------------------------------------------------------------------------------
@@ -321,3 +327,24 @@ class Assistant:
         """A reply that is not an answer (bad input, nothing left to answer, an error): still guarded."""
         answer = Answer(answer=message, answered=False, disclaimer=self.corpus.disclaimer, input_problem=problem)
         return guard(answer, escalations or [], self.corpus.disclaimer, notices or [])
+
+
+class PassageRetriever(BaseRetriever):
+    """The assistant's ranking as a LangChain retriever: chunks ranked by their best sentence, as ``ask`` ranks them.
+
+    ``invoke(question)`` returns ``k`` chunks with ``metadata['score']`` (the ranker's probability for the
+    chunk's best sentence); ``invoke(question, k=n, history=[...])`` passes another depth and earlier turns.
+    """
+
+    assistant: Assistant
+    k: int = 6
+
+    def _get_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: CallbackManagerForRetrieverRun,
+        k: int | None = None,
+        history: Sequence[Message | dict[str, Any]] = (),
+    ) -> list[Document]:
+        return self.assistant.retrieve(query, history, k or self.k)

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any
 
 import numpy as np
 from langchain_chroma import Chroma
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import PrivateAttr
 from rank_bm25 import BM25Okapi
 
 from assistant.chunking import embedding_text
@@ -33,41 +36,43 @@ SECTION_CANDIDATES = 3
 checklist" or "the disclaimer" is answered from that part even when its wording matches other parts."""
 
 
-class Retriever(Protocol):
-    """Anything that ranks chunks for a query."""
-
-    def retrieve(self, query: str, k: int) -> list[Document]:
-        """The ``k`` best chunks, best first, each with ``metadata['score']``."""
-        ...
-
-
 def _scored(document: Document, score: float) -> Document:
     return Document(id=document.id, page_content=document.page_content, metadata={**document.metadata, "score": score})
 
 
-class DenseRetriever:
-    """Plain LangChain similarity search on the Chroma store (the dense baseline)."""
+class DenseRetriever(BaseRetriever):
+    """Plain LangChain similarity search on the Chroma store (the dense baseline).
 
-    def __init__(self, store: Chroma) -> None:
-        self._store = store
+    ``invoke(query)`` returns the ``k`` nearest chunks, best first, each with ``metadata['score']`` (cosine
+    similarity); ``invoke(query, k=n)`` asks for another number.
+    """
 
-    def retrieve(self, query: str, k: int) -> list[Document]:
-        """Cosine similarity of the query to each chunk, best first."""
-        hits = self._store.similarity_search_with_score(query, k=k)
+    store: Chroma
+    k: int = 6
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
+    ) -> list[Document]:
+        hits = self.store.similarity_search_with_score(query, k=k or self.k)
         return [_scored(doc, 1.0 - distance) for doc, distance in hits]
 
 
-class BM25Retriever:
-    """Okapi BM25 over the same chunks (the lexical baseline)."""
+class BM25Retriever(BaseRetriever):
+    """Okapi BM25 over the same chunks (the lexical baseline); ``metadata['score']`` is the BM25 score."""
 
-    def __init__(self, chunks: Sequence[Document]) -> None:
-        self.chunks = list(chunks)
+    chunks: list[Document]
+    k: int = 6
+    _bm25: BM25Okapi = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Index the chunks' words once."""
         self._bm25 = BM25Okapi([content_tokens(embedding_text(doc)) for doc in self.chunks])
 
-    def retrieve(self, query: str, k: int) -> list[Document]:
-        """The ``k`` chunks with the highest BM25 score."""
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
+    ) -> list[Document]:
         scores = np.asarray(self._bm25.get_scores(content_tokens(query)), dtype=float)
-        order = np.argsort(-scores, kind="stable")[:k]
+        order = np.argsort(-scores, kind="stable")[: k or self.k]
         return [_scored(self.chunks[i], float(scores[i])) for i in order]
 
 

@@ -79,10 +79,12 @@ rows = [json.loads(line) for line in Path(dataset).read_text(encoding="utf-8").s
 questions = [(row.get("question") or row.get("user_input"), row.get("history", [])) for row in rows]
 assistant = Assistant(load_settings(index_dir=Path(index_dir)))
 dense = DenseRetriever(
-    Chroma(client=_chroma_client(Path(dense_dir)), collection_name="dense", embedding_function=assistant._embeddings)
+    store=Chroma(
+        client=_chroma_client(Path(dense_dir)), collection_name="dense", embedding_function=assistant._embeddings
+    )
 )
 assistant.ask("warm up")
-dense.retrieve("warm up", int(k))
+dense.invoke("warm up", k=int(k))
 result = {"assistant": [], "dense": []}
 for run in range(int(runs)):
     print(f"warm latency run {run + 1}/{runs} over {len(questions)} questions", file=sys.stderr, flush=True)
@@ -95,7 +97,7 @@ for run in range(int(runs)):
         assistant.ask(question, history)
         times_a.append(time.perf_counter() - started)
         started = time.perf_counter()
-        dense.retrieve(question, int(k))
+        dense.invoke(question, k=int(k))
         times_d.append(time.perf_counter() - started)
     result["assistant"].append(times_a)
     result["dense"].append(times_d)

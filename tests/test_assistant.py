@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import RunnableLambda
 
 from assistant.assistant import Assistant
+from assistant.retrieval import distinct_sections
 from assistant.schemas import Answer
 
 pytestmark = pytest.mark.slow
@@ -173,5 +180,37 @@ def test_retrieve_and_baselines_rank_chunks(assistant: Assistant) -> None:
     baselines = assistant.baseline_retrievers()
     assert set(baselines) == {"dense", "bm25"}
     for retriever in baselines.values():
-        docs = retriever.retrieve("fair use factors", 3)
+        docs = retriever.invoke("fair use factors", k=3)
         assert len(docs) == 3 and "score" in docs[0].metadata
+
+
+class RetrieverRuns(BaseCallbackHandler):
+    """Records the retriever runs a chain reports to its callbacks."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.ended: list[int] = []
+
+    def on_retriever_start(self, serialized: dict[str, Any], query: str, **kwargs: Any) -> None:
+        self.started.append(query)
+
+    def on_retriever_end(self, documents: Sequence[Document], **kwargs: Any) -> None:
+        self.ended.append(len(documents))
+
+
+def test_the_assistants_ranking_composes_as_a_langchain_retriever(assistant: Assistant) -> None:
+    question = "What are the fair use factors?"
+    retriever = assistant.as_retriever(k=4)
+    assert isinstance(retriever, BaseRetriever)
+    documents = retriever.invoke(question)
+    assert [d.id for d in documents] == [d.id for d in assistant.retrieve(question, k=4)]
+    runs = RetrieverRuns()
+    chain = retriever | RunnableLambda(distinct_sections)
+    sections = chain.invoke(question, config={"callbacks": [runs]})
+    assert sections[0].startswith("§ 107.")
+    assert runs.started == [question] and runs.ended == [4]
+    assert [len(batch) for batch in retriever.batch([question, "Does Spotify allow stem extraction?"])] == [4, 4]
+    history = [{"role": "user", "content": "I got a Content ID claim on my remix."}]
+    with_history = retriever.invoke("what should I do?", k=3, history=history)
+    assert [d.id for d in with_history] == [d.id for d in assistant.retrieve("what should I do?", history, k=3)]
+    assert [d.id for d in with_history] != [d.id for d in retriever.invoke("what should I do?", k=3)]

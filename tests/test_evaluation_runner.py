@@ -6,7 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import Field
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -50,12 +53,15 @@ def doc(section: str) -> Document:
     return Document(page_content="text", metadata={"section": section, "source_id": "article"})
 
 
-class FakeRetriever:
-    def __init__(self, sections: list[str]) -> None:
-        self.sections = sections
-        self.calls: list[tuple[str, int]] = []
+class FakeRetriever(BaseRetriever):
+    """A LangChain retriever answering from a fixed list of sections (the real interface, scripted ranks)."""
 
-    def retrieve(self, query: str, k: int) -> list[Document]:
+    sections: list[str]
+    calls: list[tuple[str, int]] = Field(default_factory=list)
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int = 4
+    ) -> list[Document]:
         self.calls.append((query, k))
         return [doc(section) for section in self.sections][:k]
 
@@ -68,7 +74,10 @@ class FakeAssistant:
         self.escalate = escalate
         self.asked: list[tuple[str, list[dict[str, str]]]] = []
         self.retrieved: list[int] = []
-        self.baselines = {"dense": FakeRetriever(["Introduction", WHAT]), "bm25": FakeRetriever(["Introduction"])}
+        self.baselines = {
+            "dense": FakeRetriever(sections=["Introduction", WHAT]),
+            "bm25": FakeRetriever(sections=["Introduction"]),
+        }
 
     @property
     def corpus(self) -> Corpus:

@@ -16,13 +16,14 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
 from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -43,7 +44,7 @@ from assistant.evaluation.metrics import (
     score_case,
 )
 from assistant.evaluation.report import HEADLINE, render_report
-from assistant.retrieval import Retriever, distinct_sections
+from assistant.retrieval import distinct_sections
 from assistant.schemas import Answer
 from assistant.settings import PROJECT_ROOT, Settings
 
@@ -76,7 +77,7 @@ class AssistantLike(Protocol):
         """The assistant's own ranked passages for the question."""
         ...
 
-    def baseline_retrievers(self) -> dict[str, Retriever]:
+    def baseline_retrievers(self) -> Mapping[str, BaseRetriever]:
         """Single-method retrievers over the same chunks, keyed 'dense' and 'bm25'."""
         ...
 
@@ -153,7 +154,11 @@ def check_gate(overall: dict[str, MetricValue], thresholds: Thresholds) -> list[
     return failures
 
 
-def run_case(assistant: AssistantLike, case: EvalCase, k: int, baselines: dict[str, Retriever]) -> CaseOutcome:
+def _fetch(retriever: BaseRetriever, question: str, depth: int) -> list[Document]:
+    return retriever.invoke(question, k=depth)
+
+
+def run_case(assistant: AssistantLike, case: EvalCase, k: int, baselines: Mapping[str, BaseRetriever]) -> CaseOutcome:
     """Ask one question (timed) and record each retriever's ranked sections for it.
 
     An exception is recorded against the case rather than ending the run, so one
@@ -173,7 +178,7 @@ def run_case(assistant: AssistantLike, case: EvalCase, k: int, baselines: dict[s
     }
     depths: dict[str, Sequence[int]] = {"assistant": [k * factor for factor in ASSISTANT_DEPTHS]}
     for name, retriever in baselines.items():
-        fetchers[name] = functools.partial(retriever.retrieve, case.question)
+        fetchers[name] = functools.partial(_fetch, retriever, case.question)
         depths[name] = [k * BASELINE_DEPTH]
     rankings: dict[str, list[str]] = {}
     for name, fetch in fetchers.items():
