@@ -231,7 +231,11 @@ class Assistant:
     # -- retrieval, also used by the eval suite -------------------------------------------------
 
     def retrieve(self, question: str, history: Sequence[Message | dict[str, Any]] = (), k: int = 10) -> list[Document]:
-        """The assistant's own ranked passages for a question, exactly as ``ask`` ranks them."""
+        """The assistant's own ranked passages for a question, as ``ask`` ranks them.
+
+        One difference: ``ask`` first drops instructions aimed at the assistant (``check_question``); this ranks
+        the cleaned question whole.
+        """
         turns = self._turns(parse_history(list(history)))
         message = clean_text(question)
         earlier = user_messages(turns)

@@ -75,7 +75,7 @@ class ExtractiveComposer:
         ranking = request.judgement.ranking
         # In a situation, the bullet that applies is cited last, and no other bullet is quoted: beside the
         # notice, another bullet would read as advice for this user.
-        bullets = self._bullets if request.situation_rows else list(request.situation_rows)
+        bullets = self._bullets if request.situation_rows else []
         substance = ~np.isin(ranking.rows, bullets)
         if substance.any():
             ranking = Ranking(ranking.rows[substance], ranking.probabilities[substance], ranking.features[substance])

@@ -54,11 +54,6 @@ class QueryView:
     excluded_rows: frozenset[int] = field(default_factory=frozenset)
     """Sentences the previous answer already quoted: a follow-up gets something new."""
 
-    @property
-    def has_context(self) -> bool:
-        """Whether an earlier turn contributes to the context."""
-        return self.context != self.text
-
 
 class TextVectorizer:
     """TF-IDF over word uni- and bigrams and character 2-4-grams of the message, fitted on the bank."""

@@ -43,7 +43,7 @@ from assistant.chunking import (
 )
 from assistant.corpus import Corpus
 from assistant.errors import IndexBusyError, IndexNotReadyError
-from assistant.sentences import SentenceTable
+from assistant.sentences import SentenceTable, records_by_id
 from assistant.settings import Settings
 
 COLLECTION = "corpus"
@@ -256,11 +256,6 @@ def open_vector_store(build: IndexBuild, embeddings: Embeddings) -> Chroma:
     return Chroma(client=_chroma_client(build.path), collection_name=COLLECTION, embedding_function=embeddings)
 
 
-def open_sentence_store(build: IndexBuild, embeddings: Embeddings, collection: str = SENTENCES) -> Chroma:
-    """The build's sentence collection (what answers quote and the reranker compares), or its paragraphs."""
-    return Chroma(client=_chroma_client(build.path), collection_name=collection, embedding_function=embeddings)
-
-
 def open_table(build: IndexBuild, corpus: Corpus) -> SentenceTable:
     """Every sentence of the build with its vectors, its paragraph's, its chunk's and its section heading's."""
     client = _chroma_client(build.path)
@@ -274,16 +269,7 @@ def open_table(build: IndexBuild, corpus: Corpus) -> SentenceTable:
         raise IndexNotReadyError(
             f"The index in {build.path} is incomplete ({error}). Rebuild it with 'assistant index --force'."
         ) from None
-    chunk_rows = sorted(
-        zip(
-            chunk_records["ids"],
-            chunk_records["documents"],
-            chunk_records["metadatas"],
-            chunk_records["embeddings"],
-            strict=True,
-        ),
-        key=lambda row: row[0],
-    )
+    chunk_rows = records_by_id(chunk_records)
     chunks = [Document(id=i, page_content=text, metadata=dict(meta or {})) for i, text, meta, _ in chunk_rows]
     chunk_vectors = np.vstack([np.asarray(row[3], dtype=np.float32) for row in chunk_rows])
     heading_vectors = {
@@ -291,16 +277,6 @@ def open_table(build: IndexBuild, corpus: Corpus) -> SentenceTable:
         for meta, vector in zip(headings["metadatas"], headings["embeddings"], strict=True)
     }
     return SentenceTable.from_records(corpus, sentences, paragraphs, chunks, chunk_vectors, heading_vectors)
-
-
-def stored_chunks(store: Chroma) -> list[Document]:
-    """Every chunk in the store, in corpus order (for lexical retrieval over the same chunks)."""
-    records = store.get(include=["documents", "metadatas"])
-    documents = [
-        Document(id=chunk_id, page_content=text, metadata=dict(meta or {}))
-        for chunk_id, text, meta in zip(records["ids"], records["documents"], records["metadatas"], strict=True)
-    ]
-    return sorted(documents, key=lambda doc: str(doc.id))
 
 
 def make_embeddings(settings: Settings) -> Embeddings:

@@ -53,7 +53,3 @@ class BM25Index:
     def knows(self, token: str) -> bool:
         """Whether the texts use this (stemmed) token at all."""
         return token in self._vectorizer.vocabulary_
-
-    def term_idf(self) -> dict[str, float]:
-        """Inverse document frequency of each term."""
-        return {term: float(self.idf[i]) for term, i in self._vectorizer.vocabulary_.items()}

@@ -25,6 +25,14 @@ _LIST_ITEM = re.compile(r"^(?:- |\(\w{1,4}\) |\d+\. )")
 _LEAD_IN = ("—", ":", "following")
 
 
+def records_by_id(records: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], Any]]:
+    """A Chroma ``get`` result (ids, documents, metadatas, embeddings) as rows in id order, i.e. corpus order."""
+    return sorted(
+        zip(records["ids"], records["documents"], records["metadatas"], records["embeddings"], strict=True),
+        key=lambda row: row[0],
+    )
+
+
 @dataclass(frozen=True)
 class Sentence:
     """One sentence (or list item) of the corpus."""
@@ -110,16 +118,7 @@ class SentenceTable:
         heading_vectors: dict[tuple[str, str], np.ndarray],
     ) -> SentenceTable:
         """Build the table from the index's collections (as returned by Chroma's ``get``)."""
-        rows = sorted(
-            zip(
-                sentence_records["ids"],
-                sentence_records["documents"],
-                sentence_records["metadatas"],
-                sentence_records["embeddings"],
-                strict=True,
-            ),
-            key=lambda row: row[0],
-        )
+        rows = records_by_id(sentence_records)
         by_paragraph = {
             (str(meta["chunk_id"]), int(meta["paragraph"])): np.asarray(vector, dtype=np.float32)
             for meta, vector in zip(paragraph_records["metadatas"], paragraph_records["embeddings"], strict=True)

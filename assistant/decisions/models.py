@@ -30,12 +30,6 @@ def f1(y: np.ndarray, predicted: np.ndarray) -> float:
     return 2 * tp / denominator if denominator else 0.0
 
 
-def balanced_accuracy(y: np.ndarray, predicted: np.ndarray) -> float:
-    """Mean of the recall of each class: a threshold that suits a rare class as much as a common one."""
-    recalls = [float(np.mean(predicted[y == value] == value)) for value in (True, False) if np.any(y == value)]
-    return float(np.mean(recalls)) if recalls else 0.0
-
-
 Objective = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """Scores every cut at once from its counts (tp, fp, fn, tn as arrays)."""
 
