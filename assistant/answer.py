@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from langchain_core.documents import Document
+
 from assistant.decisions.judge import Judgement
 from assistant.features import QueryView
 from assistant.schemas import Citation
@@ -24,6 +26,8 @@ class CompositionRequest:
     judgement: Judgement
     situation_rows: tuple[int, ...] = ()
     """The 'When to Ask a Lawyer' bullets of the situations this reply is about (table rows): cited last."""
+    context: tuple[Document, ...] = ()
+    """The best passages (chunks), best first, for a composer that writes from passages rather than sentences."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,12 @@ class Composition:
     answered: bool
     citations: list[Citation]
     closest_sections: list[str] = field(default_factory=list)
+    composer: str = "extractive"
+    """Which composer wrote the text (see :attr:`assistant.schemas.Answer.composer`)."""
+    sentences_dropped: int = 0
+    """A model's sentences that failed verification and are not shown."""
+    notices: tuple[str, ...] = ()
+    """Notes for the reader from the composer, e.g. that it fell back to quoting the sources."""
 
 
 class AnswerComposer(Protocol):

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import Runnable
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from threadpoolctl import threadpool_limits
 
 from assistant.answer import AnswerComposer, CompositionRequest
 from assistant.bank import Bank, load_bank
+from assistant.chain import ChainInput, Turn, answer_chain, finish, retrieval_chain, turn_chain
 from assistant.conversation import (
     EarlierAnswer,
     TurnRequest,
@@ -96,19 +98,29 @@ def vocabulary(table: SentenceTable) -> Counter[str]:
     return found
 
 
-def make_composer(settings: Settings, corpus: Corpus, table: SentenceTable, decisions: Decisions) -> AnswerComposer:
-    """The answer composer named by ``settings.composer``."""
-    composers = {
-        "extractive": lambda: ExtractiveComposer(
-            corpus, table, decisions.ranker.support_threshold, settings.max_support, settings.max_list_items
-        )
-    }
-    try:
-        return composers[settings.composer]()
-    except KeyError:
-        raise AssistantError(
-            f"Unknown composer '{settings.composer}'. Choose one of: {', '.join(sorted(composers))}."
-        ) from None
+def make_composer(
+    settings: Settings,
+    corpus: Corpus,
+    table: SentenceTable,
+    decisions: Decisions,
+    embeddings: Embeddings,
+    build: IndexBuild,
+) -> AnswerComposer:
+    """The answer composer ``settings.composer`` names ('auto': generative when ``ASSISTANT_LLM`` is set)."""
+    extractive = ExtractiveComposer(
+        corpus, table, decisions.ranker.support_threshold, settings.max_support, settings.max_list_items
+    )
+    kind = settings.composer if settings.composer != "auto" else ("generative" if settings.llm else "extractive")
+    if kind == "extractive":
+        return extractive
+    from assistant.decisions.support import ensure_support
+    from assistant.generative import GenerativeComposer, chat_model
+    from assistant.verify import Verifier
+
+    with _console.status("Fitting the support test on the labelled sentence pairs…"):
+        support = ensure_support(build.path / "support", corpus, embeddings.embed_documents, settings.support_precision)
+    verifier = Verifier(support, embeddings.embed_documents, corpus.urls)
+    return GenerativeComposer(chat_model(settings), verifier, extractive, corpus, settings)
 
 
 @dataclass(frozen=True)
@@ -178,10 +190,25 @@ class Assistant:
             "bank_fingerprint": self.decisions_report["bank_fingerprint"],
         }
         self._judge = Judge(self.decisions, self.table, self.settings.candidates)
-        self._composer = composer or make_composer(self.settings, self.corpus, self.table, self.decisions)
+        self._extractive = ExtractiveComposer(
+            self.corpus,
+            self.table,
+            self.decisions.ranker.support_threshold,
+            self.settings.max_support,
+            self.settings.max_list_items,
+        )
+        self._composer = composer or make_composer(
+            self.settings, self.corpus, self.table, self.decisions, self._embeddings, self._build
+        )
         self._bullets = bullet_rows(self.table)
         self._triggers = {t.id: t for t in self.corpus.escalation_triggers}
         self._answers: OrderedDict[str, list[Citation]] = OrderedDict()
+        self.chain: Runnable[ChainInput, Answer] = answer_chain(self)
+        """The whole pipeline as one LangChain runnable: ``invoke``, ``batch``, ``stream``, ``astream``."""
+        self.turns: Runnable[ChainInput, Turn] = turn_chain(self)
+        """The same pipeline returning the whole :class:`~assistant.chain.Turn` (context and answer)."""
+        self.retrieval: Runnable[ChainInput, Turn] = retrieval_chain(self)
+        """The pipeline's first four steps: the turn with its ranked passages, not yet answered."""
         threadpool_limits(limits=self.settings.blas_threads, user_api="blas")
 
     # -- one turn, as the decisions see it ---------------------------------------------------------
@@ -209,7 +236,8 @@ class Assistant:
         message = turns[last].content
         _, about = self.situations(message, user_messages(before))
         view = self._view(message, before, recompose=False)
-        composition = self._composer.compose(CompositionRequest(view, self._judgement(view, sorted(about))))
+        # The extractive composer says which rows an answer quotes without asking a model again.
+        composition = self._extractive.compose(CompositionRequest(view, self._judgement(view, sorted(about))))
         return quoted_rows(self.table, composition.citations)
 
     def situations(self, message: str, earlier: Sequence[str]) -> tuple[list[str], set[str]]:
@@ -228,19 +256,15 @@ class Assistant:
     def _judgement(self, view: QueryView, situation: Sequence[str]) -> Judgement:
         return self._judge.judge(view, self._judge.question_features([view]), situation)
 
-    # -- retrieval, also used by the eval suite -------------------------------------------------
+    # -- retrieval ---------------------------------------------------------------------------------
 
-    def retrieve(self, question: str, history: Sequence[Message | dict[str, Any]] = (), k: int = 10) -> list[Document]:
-        """The assistant's own ranked passages for a question, as ``ask`` ranks them.
+    def passages(self, question: str, history: Sequence[Message | dict[str, Any]] = (), k: int = 10) -> list[Document]:
+        """The ``k`` best passages for a question, ranked as ``ask`` ranks them (the chain's first four steps)."""
+        return self.ranked_passages(self.retrieval.invoke({"question": question, "history": history}), k)
 
-        One difference: ``ask`` first drops instructions aimed at the assistant (``check_question``); this ranks
-        the cleaned question whole.
-        """
-        turns = self._turns(parse_history(list(history)))
-        message = clean_text(question)
-        earlier = user_messages(turns)
-        _, about = self.situations(message, earlier)
-        return passages(self.table, self._judgement(self._view(message, turns), sorted(about)).ranking, k)
+    def ranked_passages(self, turn: Turn, k: int) -> list[Document]:
+        """The ``k`` best passages of a turn that has been through the retrieval step (none if it ended before)."""
+        return [] if turn.judgement is None else passages(self.table, turn.judgement.ranking, k)
 
     def as_retriever(self, k: int = 6) -> PassageRetriever:
         """The assistant's own ranking as a LangChain retriever, to compose into other chains."""
@@ -264,43 +288,92 @@ class Assistant:
             for t in turns[-self.settings.max_history_turns :]
         ]
 
-    def ask(self, question: str, history: Sequence[Message | dict[str, Any]] = ()) -> Answer:
-        """Answer one question; bad input gets an Answer that says what is wrong, never an exception."""
-        checked = check_question(question, self.settings.max_question_chars)
+    # -- the chain's steps (assistant/chain.py composes them) ---------------------------------------
+
+    def check_input(self, turn: Turn) -> Turn:
+        """Validate and clean the question and the history; bad input ends the turn with a reply saying why."""
+        checked = check_question(turn.question, self.settings.max_question_chars)
+        turn = replace(turn, checked=checked)
         if checked.problem is not None:
-            return self._reply(checked.message, problem=checked.problem)
+            return finish(turn, self._reply(checked.message, problem=checked.problem))
         try:
-            turns = self._turns(parse_history(list(history)))
+            turns = self._turns(parse_history(list(turn.history)))
         except ValueError as error:
-            return self._reply(f"The conversation history could not be used: {error}.", problem="invalid_history")
-        fired, about = self.situations(clean_text(question), user_messages(turns))
-        escalations = self._escalations(fired, about)
-        if not checked.question:
-            return self._reply(
-                f"I can only answer questions about the article “{self.corpus.article.title}” and the sources it "
-                "cites. Ask, for example, whether a platform's terms allow stem extraction.",
-                escalations=escalations,
-                notices=checked.notices,
-            )
-        try:
-            view = self._view(checked.question, turns)
-            judgement = self._judgement(view, sorted(about))
-            composition = self._composer.compose(
-                CompositionRequest(
-                    view, judgement, tuple(self._bullets[t] for t in ESCALATION_TRIGGER_IDS if t in about)
-                )
-            )
-        except AssistantError as error:
-            return self._reply(str(error), escalations=escalations)
-        answer = Answer(
-            answer=composition.answer,
-            answered=composition.answered,
-            citations=composition.citations,
-            closest_sections=composition.closest_sections,
-            disclaimer=self.corpus.disclaimer,
+            message = f"The conversation history could not be used: {error}."
+            return finish(turn, self._reply(message, problem="invalid_history"))
+        return replace(turn, turns=tuple(turns))
+
+    def situation(self, turn: Turn) -> Turn:
+        """Whose situation the conversation tells; a message with nothing left to answer ends here."""
+        fired, about = self.situations(clean_text(turn.question), user_messages(turn.turns))
+        turn = replace(
+            turn, situations=tuple(fired), about=frozenset(about), escalations=tuple(self._escalations(fired, about))
         )
-        self._remember(answer)
-        return guard(answer, escalations, self.corpus.disclaimer, checked.notices)
+        if turn.checked is not None and not turn.checked.question:
+            message = (
+                f"I can only answer questions about the article “{self.corpus.article.title}” and the sources it "
+                "cites. Ask, for example, whether a platform's terms allow stem extraction."
+            )
+            return finish(turn, self._reply(message, answered=False))
+        return turn
+
+    def standalone_question(self, turn: Turn) -> Turn:
+        """The question as the decisions read it: with the earlier turns it follows up on."""
+        question = turn.checked.question if turn.checked is not None else clean_text(turn.question)
+        return replace(turn, view=self._view(question, list(turn.turns)))
+
+    def retrieve(self, turn: Turn) -> Turn:
+        """Rank the corpus sentences (and so the passages) for the question, and judge whether it is covered."""
+        if turn.view is None:
+            raise ValueError("retrieve needs the standalone question; run the 'standalone_question' step first.")
+        judgement = self._judgement(turn.view, sorted(turn.about))
+        context = passages(self.table, judgement.ranking, self.settings.context_passages)
+        return replace(turn, judgement=judgement, context=tuple(context))
+
+    def compose(self, turn: Turn) -> Turn:
+        """Write the answer with the configured composer; an error ends the turn with a reply saying so."""
+        if turn.view is None or turn.judgement is None:
+            raise ValueError("compose needs the ranked passages; run the 'retrieve' step first.")
+        bullets = tuple(self._bullets[t] for t in ESCALATION_TRIGGER_IDS if t in turn.about)
+        request = CompositionRequest(turn.view, turn.judgement, bullets, turn.context)
+        try:
+            composition = self._composer.compose(request)
+        except AssistantError as error:
+            return finish(turn, self._reply(str(error)))
+        return replace(turn, composition=composition)
+
+    def guard(self, turn: Turn) -> Turn:
+        """Attach the lawyer notices, the guard's notes and the disclaimer, and render: every reply ends here."""
+        notices = list(turn.checked.notices) if turn.checked is not None else []
+        if turn.answer is not None:
+            answer = turn.answer
+        elif turn.composition is not None:
+            composition = turn.composition
+            notices = [*composition.notices, *notices]
+            answer = Answer(
+                answer=composition.answer,
+                answered=composition.answered,
+                citations=composition.citations,
+                closest_sections=composition.closest_sections,
+                disclaimer=self.corpus.disclaimer,
+                composer=composition.composer,
+                sentences_dropped=composition.sentences_dropped,
+            )
+            self._remember(answer)
+        else:
+            raise ValueError("guard needs a composed answer or an early reply; run the steps before it.")
+        guarded = guard(answer, list(turn.escalations), self.corpus.disclaimer, notices)
+        return replace(turn, answer=guarded, finished=True)
+
+    # -- answering -------------------------------------------------------------------------------
+
+    def ask(self, question: str, history: Sequence[Message | dict[str, Any]] = ()) -> Answer:
+        """Answer one question (``chain.invoke``); bad input gets an Answer saying what is wrong, never an exception."""
+        return self.chain.invoke({"question": question, "history": history})
+
+    def run(self, question: str, history: Sequence[Message | dict[str, Any]] = ()) -> Turn:
+        """One question through the pipeline, returning the whole :class:`Turn`: its context and its answer."""
+        return self.turns.invoke({"question": question, "history": history})
 
     def _remember(self, answer: Answer) -> None:
         if not self.settings.answers_remembered:
@@ -321,16 +394,9 @@ class Assistant:
             for trigger in fired
         ]
 
-    def _reply(
-        self,
-        message: str,
-        problem: InputProblem | None = None,
-        escalations: list[Escalation] | None = None,
-        notices: list[str] | None = None,
-    ) -> Answer:
-        """A reply that is not an answer (bad input, nothing left to answer, an error): still guarded."""
-        answer = Answer(answer=message, answered=False, disclaimer=self.corpus.disclaimer, input_problem=problem)
-        return guard(answer, escalations or [], self.corpus.disclaimer, notices or [])
+    def _reply(self, message: str, problem: InputProblem | None = None, answered: bool = False) -> Answer:
+        """A reply that is not an answer (bad input, nothing left to answer, an error); the guard step follows."""
+        return Answer(answer=message, answered=answered, disclaimer=self.corpus.disclaimer, input_problem=problem)
 
 
 class PassageRetriever(BaseRetriever):
@@ -351,4 +417,4 @@ class PassageRetriever(BaseRetriever):
         k: int | None = None,
         history: Sequence[Message | dict[str, Any]] = (),
     ) -> list[Document]:
-        return self.assistant.retrieve(query, history, k or self.k)
+        return self.assistant.passages(query, history, k or self.k)

@@ -139,6 +139,13 @@ class Corpus:
         return [EscalationTrigger(id=i, text=t) for i, t in zip(ESCALATION_TRIGGER_IDS, bullets, strict=True)]
 
     @cached_property
+    def urls(self) -> frozenset[str]:
+        """Every URL the corpus names: the only places answers may link to."""
+        found = {source.url for source in [self.article, *self.sources] if source.url}
+        found |= {section.url for section in self.sections if section.url}
+        return frozenset(found)
+
+    @cached_property
     def fingerprint(self) -> str:
         """Hash of sources.yaml and every text file: changes whenever the corpus does."""
         digest = hashlib.sha256()

@@ -69,3 +69,12 @@ class Answer(BaseModel):
     input_problem: InputProblem | None = Field(
         default=None, description="Set when the input itself was unusable; the answer text says why."
     )
+    composer: str = Field(
+        default="extractive",
+        description="What wrote the answer text: 'extractive' (verbatim quotes), 'generative' (a model's sentences, "
+        "each verified against its quotes) or 'extractive_fallback' (a model was asked, but too little of its "
+        "output could be verified, so the reply quotes the sources).",
+    )
+    sentences_dropped: int = Field(
+        default=0, ge=0, description="Sentences a model wrote that failed verification and were not shown."
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -173,9 +173,70 @@ class Settings(BaseSettings):
     max_history_turns: int = Field(
         default=20, ge=0, description="Most earlier turns considered for follow-ups and escalation."
     )
-    composer: Literal["extractive"] = Field(
-        default="extractive",
-        description="Answer composer backend: 'extractive' (no generative model).",
+    composer: Literal["auto", "extractive", "generative"] = Field(
+        default="auto",
+        description="Answer composer: 'extractive' quotes the corpus (no model); 'generative' has the chat model "
+        "named by ASSISTANT_LLM write the answer and shows only its verified sentences; 'auto' is generative "
+        "when ASSISTANT_LLM is set and extractive otherwise.",
+    )
+    context_passages: int = Field(
+        default=6,
+        ge=1,
+        le=40,
+        description="Passages (chunks) a turn's retrieval step keeps as its context, best first: what a generative "
+        "composer may be shown (see llm_passages) and what the assistant's retriever returns by default.",
+    )
+    llm: str | None = Field(
+        default=None,
+        description="Chat model for the generative composer as 'provider:model', e.g. 'openai:gpt-4o-mini' (with "
+        "ASSISTANT_LLM_BASE_URL for any OpenAI-compatible server: llama.cpp, vLLM) or 'ollama:llama3.2'. Unset: "
+        "answers quote the corpus and no model is used.",
+    )
+    llm_base_url: str | None = Field(
+        default=None, description="Base URL of the chat model's server, when it is not the provider's own."
+    )
+    llm_api_key: SecretStr | None = Field(
+        default=None,
+        description="Key for the chat model's server. Never shown on a page, in a log or in an error; the "
+        "provider's own variable (e.g. OPENAI_API_KEY) is used when this is unset.",
+    )
+    llm_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a generative answer may take before the reply falls back to quoting the sources.",
+    )
+    llm_max_tokens: int = Field(
+        default=600, ge=50, description="Most tokens the model may write (five cited sentences fit in about 400)."
+    )
+    llm_json_mode: bool = Field(
+        default=True,
+        description="Ask the server for JSON output (OpenAI's response_format json_object, Ollama's format=json). "
+        "Turn off for a server that rejects the option; the reply is parsed and checked either way.",
+    )
+    llm_passages: int = Field(
+        default=4,
+        ge=1,
+        le=40,
+        description="Of the retrieved passages, how many the model is shown (the best first). Four chunks of about "
+        "700 characters (about 700 tokens) leave room for the prompt and the answer in a 2,048-token window.",
+    )
+    llm_max_sentences: int = Field(
+        default=5, ge=1, le=20, description="Most generated sentences considered; the prompt asks for at most five."
+    )
+    llm_min_kept_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Share of the model's sentences that must pass verification for its answer to be shown. "
+        "Below it the reply quotes the sources instead: when most of what a model wrote is unsupported, the "
+        "sentences left may no longer say what the answer meant.",
+    )
+    support_precision: float = Field(
+        default=0.95,
+        gt=0,
+        lt=1,
+        description="Precision the support test's threshold is fitted for, on the labelled sentence-and-quote pairs "
+        "(assistant/data/support): the lowest threshold whose out-of-fold precision reaches it.",
     )
     build_lock_timeout: float = Field(
         default=600.0, ge=0, description="Seconds to wait for another index build before failing."

@@ -63,9 +63,7 @@ def escape_text(text: str) -> str:
 
 def allowed_urls(corpus: Corpus) -> frozenset[str]:
     """Every URL the corpus names: the only places answers may link to."""
-    urls = {source.url for source in [corpus.article, *corpus.sources] if source.url}
-    urls |= {section.url for section in corpus.sections if section.url}
-    return frozenset(urls)
+    return corpus.urls
 
 
 def safe_answer_markdown(text: str, allowed: frozenset[str]) -> str:

@@ -175,7 +175,7 @@ def test_general_question_with_similar_words_does_not_escalate(assistant: Assist
 
 
 def test_retrieve_and_baselines_rank_chunks(assistant: Assistant) -> None:
-    ranked = assistant.retrieve("What are the fair use factors?", k=5)
+    ranked = assistant.passages("What are the fair use factors?", k=5)
     assert len(ranked) == 5 and ranked[0].metadata["section"].startswith("§ 107.")
     baselines = assistant.baseline_retrievers()
     assert set(baselines) == {"dense", "bm25"}
@@ -203,7 +203,7 @@ def test_the_assistants_ranking_composes_as_a_langchain_retriever(assistant: Ass
     retriever = assistant.as_retriever(k=4)
     assert isinstance(retriever, BaseRetriever)
     documents = retriever.invoke(question)
-    assert [d.id for d in documents] == [d.id for d in assistant.retrieve(question, k=4)]
+    assert [d.id for d in documents] == [d.id for d in assistant.passages(question, k=4)]
     runs = RetrieverRuns()
     chain = retriever | RunnableLambda(distinct_sections)
     sections = chain.invoke(question, config={"callbacks": [runs]})
@@ -212,5 +212,5 @@ def test_the_assistants_ranking_composes_as_a_langchain_retriever(assistant: Ass
     assert [len(batch) for batch in retriever.batch([question, "Does Spotify allow stem extraction?"])] == [4, 4]
     history = [{"role": "user", "content": "I got a Content ID claim on my remix."}]
     with_history = retriever.invoke("what should I do?", k=3, history=history)
-    assert [d.id for d in with_history] == [d.id for d in assistant.retrieve("what should I do?", history, k=3)]
+    assert [d.id for d in with_history] == [d.id for d in assistant.passages("what should I do?", history, k=3)]
     assert [d.id for d in with_history] != [d.id for d in retriever.invoke("what should I do?", k=3)]

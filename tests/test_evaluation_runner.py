@@ -13,6 +13,7 @@ from pydantic import Field
 from rich.console import Console
 from typer.testing import CliRunner
 
+from assistant.chain import Turn
 from assistant.corpus import Corpus
 from assistant.errors import AssistantError, DatasetError
 from assistant.evaluation import runner
@@ -109,7 +110,11 @@ class FakeAssistant:
             rendered=disclaimer,
         )
 
-    def retrieve(self, question: str, history: list[dict[str, str]], k: int) -> list[Document]:
+    def run(self, question: str, history: list[dict[str, str]]) -> Turn:
+        return Turn(question=question, history=history, answer=self.ask(question, history), finished=True)
+
+    def ranked_passages(self, turn: Turn, k: int) -> list[Document]:
+        assert turn.answer is not None, "the runner reads passages of a turn that has been answered"
         self.retrieved.append(k)
         return [doc(WHAT), doc(WHAT), doc("Introduction")][:k]
 

@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from assistant.chain import Turn
 from assistant.corpus import Corpus, load_corpus
 from assistant.errors import AssistantError
 from assistant.evaluation.dataset import EvalCase, check_against_corpus, load_dataset
@@ -69,12 +70,12 @@ class AssistantLike(Protocol):
         """The loaded corpus quotes are checked against."""
         ...
 
-    def ask(self, question: str, history: list[dict[str, str]]) -> Answer:
-        """The reply a user would get."""
+    def run(self, question: str, history: list[dict[str, str]]) -> Turn:
+        """One question through the whole chain: the reply a user would get, and the context it came from."""
         ...
 
-    def retrieve(self, question: str, history: list[dict[str, str]], k: int) -> list[Document]:
-        """The assistant's own ranked passages for the question."""
+    def ranked_passages(self, turn: Turn, k: int) -> list[Document]:
+        """The ``k`` best passages of a turn's own ranking (no second retrieval)."""
         ...
 
     def baseline_retrievers(self) -> Mapping[str, BaseRetriever]:
@@ -167,14 +168,18 @@ def run_case(assistant: AssistantLike, case: EvalCase, k: int, baselines: Mappin
     history = [message.model_dump() for message in case.history]
     error: str | None = None
     started = time.perf_counter()
+    turn: Turn | None = None
     try:
-        answer = assistant.ask(case.question, history=history)
+        turn = assistant.run(case.question, history=history)
+        answer = turn.answer or Answer(answer="", answered=False, disclaimer="")
     except Exception as exception:  # reported per case and counted in cases.errors
         error = f"{type(exception).__name__}: {exception}"
         answer = Answer(answer="", answered=False, disclaimer="")
     latency = time.perf_counter() - started
+    # The assistant's ranking is read from the same run that answered: no second retrieval.
+    ranked = turn
     fetchers: dict[str, Callable[[int], list[Document]]] = {
-        "assistant": lambda depth: assistant.retrieve(case.question, history=history, k=depth)
+        "assistant": lambda depth: [] if ranked is None else assistant.ranked_passages(ranked, depth)
     }
     depths: dict[str, Sequence[int]] = {"assistant": [k * factor for factor in ASSISTANT_DEPTHS]}
     for name, retriever in baselines.items():
@@ -196,7 +201,7 @@ def run_case(assistant: AssistantLike, case: EvalCase, k: int, baselines: Mappin
 def run_cases(assistant: AssistantLike, cases: Sequence[EvalCase], k: int, console: Console) -> list[CaseOutcome]:
     """Every case through the assistant, with a progress bar."""
     baselines = {name: retriever for name, retriever in assistant.baseline_retrievers().items() if name in RETRIEVERS}
-    assistant.ask("warm-up", history=[])  # one-time lazy loads would otherwise inflate the first latency
+    assistant.run("warm-up", history=[])  # one-time lazy loads would otherwise inflate the first latency
     outcomes: list[CaseOutcome] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     started = time.perf_counter()
@@ -326,14 +331,16 @@ def run_eval_command(
 
         console.print("Loading the model and opening the index (the first build takes about two minutes)…")
         with console.status("Loading…"):
-            assistant = Assistant(settings)
-    outcomes = run_cases(assistant, cases, k, console)
-    scores = [score_case(outcome, assistant.corpus) for outcome in outcomes]
+            loaded: AssistantLike = Assistant(settings)
+    else:
+        loaded = assistant
+    outcomes = run_cases(loaded, cases, k, console)
+    scores = [score_case(outcome, loaded.corpus) for outcome in outcomes]
     run: dict[str, Any] = {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "duration_s": round(time.time() - started, 2),
     }
-    metrics = metrics_document(scores, dataset, k, thresholds, run, getattr(assistant, "decisions_report", None))
+    metrics = metrics_document(scores, dataset, k, thresholds, run, getattr(loaded, "decisions_report", None))
     write_outputs(out_dir, metrics, [result_record(score) for score in scores])
 
     console.print(_summary_table(metrics))
