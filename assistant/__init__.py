@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from assistant.assistant import Assistant
+    from assistant.assistant import Assistant, build_chain
     from assistant.schemas import Answer, Citation, Escalation, Message
     from assistant.settings import Settings, load_settings
 
-__all__ = ["Answer", "Assistant", "Citation", "Escalation", "Message", "Settings", "load_settings"]
+__all__ = ["Answer", "Assistant", "Citation", "Escalation", "Message", "Settings", "build_chain", "load_settings"]
 
 _EXPORTS = {
     "Assistant": "assistant.assistant",
+    "build_chain": "assistant.assistant",
     "Answer": "assistant.schemas",
     "Citation": "assistant.schemas",
     "Escalation": "assistant.schemas",

@@ -10,6 +10,7 @@ from typing import Any
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable
 from rich.console import Console
@@ -105,22 +106,26 @@ def make_composer(
     decisions: Decisions,
     embeddings: Embeddings,
     build: IndexBuild,
+    chat_model: BaseChatModel | None = None,
 ) -> AnswerComposer:
-    """The answer composer ``settings.composer`` names ('auto': generative when ``ASSISTANT_LLM`` is set)."""
+    """The answer composer ``settings.composer`` names ('auto': generative with a chat model or ASSISTANT_LLM)."""
     extractive = ExtractiveComposer(
         corpus, table, decisions.ranker.support_threshold, settings.max_support, settings.max_list_items
     )
-    kind = settings.composer if settings.composer != "auto" else ("generative" if settings.llm else "extractive")
+    wanted = settings.llm or chat_model is not None
+    kind = settings.composer if settings.composer != "auto" else ("generative" if wanted else "extractive")
     if kind == "extractive":
         return extractive
     from assistant.decisions.support import ensure_support
-    from assistant.generative import GenerativeComposer, chat_model
+    from assistant.generative import GenerativeComposer
+    from assistant.generative import chat_model as make_chat_model
     from assistant.verify import Verifier
 
     with _console.status("Fitting the support test on the labelled sentence pairs…"):
         support = ensure_support(build.path / "support", corpus, embeddings.embed_documents, settings.support_precision)
     verifier = Verifier(support, embeddings.embed_documents, corpus.urls)
-    return GenerativeComposer(chat_model(settings), verifier, extractive, corpus, settings)
+    model = chat_model if chat_model is not None else make_chat_model(settings)
+    return GenerativeComposer(model, verifier, extractive, corpus, settings)
 
 
 @dataclass(frozen=True)
@@ -170,6 +175,7 @@ class Assistant:
         settings: Settings | None = None,
         *,
         composer: AnswerComposer | None = None,
+        chat_model: BaseChatModel | None = None,
         embeddings: Embeddings | None = None,
         corpus: Corpus | None = None,
         bank: Bank | None = None,
@@ -198,7 +204,7 @@ class Assistant:
             self.settings.max_list_items,
         )
         self._composer = composer or make_composer(
-            self.settings, self.corpus, self.table, self.decisions, self._embeddings, self._build
+            self.settings, self.corpus, self.table, self.decisions, self._embeddings, self._build, chat_model
         )
         self._bullets = bullet_rows(self.table)
         self._triggers = {t.id: t for t in self.corpus.escalation_triggers}
@@ -397,6 +403,18 @@ class Assistant:
     def _reply(self, message: str, problem: InputProblem | None = None, answered: bool = False) -> Answer:
         """A reply that is not an answer (bad input, nothing left to answer, an error); the guard step follows."""
         return Answer(answer=message, answered=answered, disclaimer=self.corpus.disclaimer, input_problem=problem)
+
+
+def build_chain(
+    settings: Settings | None = None, *, chat_model: BaseChatModel | None = None
+) -> Runnable[ChainInput, Answer]:
+    """The whole assistant as one LangChain runnable, from settings (``ASSISTANT_*`` when none are given).
+
+    ``invoke({"question": ..., "history": [...]})`` (or a plain question string) returns an
+    :class:`~assistant.schemas.Answer`; ``batch``, ``stream`` and ``astream`` work as in any LangChain chain.
+    A ``chat_model`` (any LangChain chat model) makes the answers generative, each sentence verified.
+    """
+    return Assistant(settings, chat_model=chat_model).chain
 
 
 class PassageRetriever(BaseRetriever):

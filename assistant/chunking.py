@@ -123,6 +123,11 @@ def _split_sentences(text: str, start: int, end: int, prose: bool = True) -> lis
     return spans
 
 
+def split_sentences(text: str) -> list[str]:
+    """The sentences of one paragraph of text, as the chunker splits them (a run-in label stays attached)."""
+    return [text[span.start : span.end] for span in _split_sentences(text, 0, len(text))]
+
+
 def split_paragraphs(file_text: str, start: int, end: int) -> list[list[Span]]:
     """Paragraphs of ``file_text[start:end]``, each as its sentence spans (source credits left out)."""
     paragraphs: list[list[Span]] = []

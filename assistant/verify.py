@@ -9,11 +9,13 @@ with a threshold is fitted (:mod:`assistant.decisions.support`):
 2. **Exact quotes.** The sentence names passages by id and gives quotes; each quote must be an exact substring
    of a passage the sentence cites (runs of white space count as one space, nothing else is forgiven). A quote
    found only in another passage fails.
-3. **Supported by its quotes.** A logistic model of P(supported) on content-word containment, embedding
-   similarity of sentence and quotes, what the sentence adds (new content words, an added negation or number,
-   and which words it adds) and how much of its quotes it covers. It is fitted on labelled supported and
-   unsupported pairs (:mod:`assistant.decisions.support`), and its threshold is the lowest whose out-of-fold
-   precision reaches ``support_precision``; the report gives the precision and recall at that threshold.
+3. **Supported by its quotes.** A sentence that repeats its quote (or a whole sentence of it) word for word
+   says nothing the quote does not. Any other sentence is judged by a logistic model of P(supported) on
+   content-word containment, embedding similarity of sentence and quotes, what the sentence adds (new content
+   words, an added negation or number, and which words it adds) and how much of its quotes it covers. It is
+   fitted on labelled supported and unsupported pairs (:mod:`assistant.decisions.support`), and its threshold
+   is the lowest whose out-of-fold precision reaches ``support_precision``; the report gives the precision and
+   recall at that threshold.
 4. **Hedges kept.** When a quote qualifies its claim ("arguably", "may", "not clearly resolved"; the lists are
    ``data/hedges.yaml``), the sentence must keep a qualification.
 """
@@ -34,6 +36,7 @@ from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from assistant.chunking import split_sentences
 from assistant.guardrails import clean_text
 from assistant.tokens import content_tokens, stem, words
 
@@ -91,6 +94,16 @@ def locate(quote: str, passage: str) -> tuple[int, int] | None:
         return None
     match = re.search(r"\s+".join(parts), passage)
     return (match.start(), match.end()) if match else None
+
+
+def _normal(text: str) -> str:
+    return _SPACE.sub(" ", text).strip().strip("\"'“”‘’").rstrip(".;:,").casefold()
+
+
+def repeats_a_quote(sentence: str, quotes: Sequence[str]) -> bool:
+    """Whether the sentence is one of its quotes, or a whole sentence of one, word for word (test 3's first part)."""
+    said = _normal(sentence)
+    return any(said == _normal(part) for quote in quotes for part in [quote, *split_sentences(quote)])
 
 
 def containment(sentence: str, quotes: Sequence[str]) -> float:
@@ -245,7 +258,9 @@ class Verifier:
             for (i, text, quotes), p in zip(pending, probability, strict=True):
                 base = staged[i]
                 reason = ""
-                if p < self._model.threshold:
+                if repeats_a_quote(text, quotes):
+                    p = 1.0
+                elif p < self._model.threshold:
                     reason = f"not supported by its quotes (score {p:.2f} < {self._model.threshold:.2f})"
                 elif drops_hedge(text, quotes):
                     reason = "drops the qualification its quote makes"
