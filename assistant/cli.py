@@ -180,6 +180,8 @@ def ask(
         sys.stdout.write(answer.model_dump_json(indent=2) + "\n")
     else:
         out.print(Markdown(answer.rendered))
+        dropped = f", {answer.sentences_dropped} unverified sentence(s) dropped" if answer.sentences_dropped else ""
+        out.print(f"[dim]Composer: {answer.composer}{dropped}[/]")
     if answer.input_problem is not None:
         raise typer.Exit(code=2)
 

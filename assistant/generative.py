@@ -40,6 +40,20 @@ FALLBACK_NOTICE = (
 )
 
 
+def generated_notice(dropped: int) -> str:
+    """What a reader is told about a generative answer: who wrote it, how it was checked, what was left out."""
+    plural = dropped != 1
+    left_out = (
+        f" {dropped} sentence{'s' if plural else ''} that could not be verified {'were' if plural else 'was'} left out."
+        if dropped
+        else ""
+    )
+    return (
+        "Phrased by a language model: each sentence was checked against the exact passage it cites before it was "
+        f"shown.{left_out}"
+    )
+
+
 class GeneratedSentence(BaseModel):
     """One sentence of a model's answer and what it rests on."""
 
@@ -219,4 +233,11 @@ class GenerativeComposer:
             text = verdict.text.rstrip()
             sentences.append(f"{text} " + "".join(f"[{n}]" for n in marks))
         answer = " ".join(sentences)
-        return Composition(answer, True, citations, composer="generative", sentences_dropped=dropped)
+        return Composition(
+            answer,
+            True,
+            citations,
+            composer="generative",
+            sentences_dropped=dropped,
+            notices=(generated_notice(dropped),),
+        )

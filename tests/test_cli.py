@@ -31,6 +31,7 @@ def test_ask_json_returns_the_answer_model(env: dict[str, str], assistant: Assis
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["answered"] is True
+    assert data["composer"] == "extractive" and data["sentences_dropped"] == 0
     assert data["disclaimer"] == assistant.corpus.disclaimer
     assert "Platform Terms and Conditions" in [c["section"] for c in data["citations"][:3]]
 
@@ -40,6 +41,7 @@ def test_ask_prints_a_readable_answer_with_sources_and_disclaimer(env: dict[str,
     assert result.exit_code == 0, result.output
     assert "Sources" in result.stdout and "Legal disclaimer" in result.stdout
     assert "What Stem Separation Actually Does" in result.stdout
+    assert "Composer: extractive" in result.stdout
 
 
 def test_ask_with_history_file(env: dict[str, str], tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
 from assistant.assistant import Assistant, build_chain
-from assistant.generative import FALLBACK_NOTICE
+from assistant.generative import FALLBACK_NOTICE, generated_notice
 from assistant.schemas import Answer
 from assistant.settings import Settings
 
@@ -225,6 +225,7 @@ def test_unsupported_sentences_are_dropped_and_counted(
     assert answer.composer == "generative" and answer.sentences_dropped == 1
     assert "every remix is fair use" not in answer.answer
     assert answer.answer.count("[") == 2
+    assert generated_notice(1) in answer.notices and "1 sentence that could not be verified was left out" in answer.rendered
 
 
 def test_the_model_never_writes_the_notices(
