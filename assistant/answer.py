@@ -42,6 +42,8 @@ class Composition:
     """Which composer wrote the text (see :attr:`assistant.schemas.Answer.composer`)."""
     sentences_dropped: int = 0
     """A model's sentences that failed verification and are not shown."""
+    sentences_generated: int = 0
+    """Sentences a model wrote (0 when no model was asked or its reply could not be read)."""
     notices: tuple[str, ...] = ()
     """Notes for the reader from the composer, e.g. that it fell back to quoting the sources."""
 

@@ -164,6 +164,7 @@ class AnswerChunk(Answer):
             closest_sections=[*self.closest_sections, *other.closest_sections],
             disclaimer=other.disclaimer or self.disclaimer,
             rendered=other.rendered or self.rendered,
+            blocks=other.blocks or self.blocks,
             input_problem=other.input_problem or self.input_problem,
             composer=other.composer or self.composer,
             sentences_dropped=self.sentences_dropped + other.sentences_dropped,
@@ -217,6 +218,7 @@ def stream_answer(answer: Answer) -> Iterator[AnswerChunk]:
             "sentences_dropped": answer.sentences_dropped,
             "disclaimer": answer.disclaimer,
             "rendered": answer.rendered,
+            "blocks": answer.blocks,
         }
     )
 

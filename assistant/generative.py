@@ -17,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -182,8 +183,9 @@ class GenerativeComposer:
             if not verdict.kept:
                 log.info("Dropped a generated sentence: %s.", verdict.reason)
         if not kept or len(kept) < self._settings.llm_min_kept_share * len(verdicts):
-            return self._fall_back(request, f"{dropped} of {len(verdicts)} sentences failed verification", dropped)
-        return self._cite(kept, dropped)
+            reason = f"{dropped} of {len(verdicts)} sentences failed verification"
+            return replace(self._fall_back(request, reason, dropped), sentences_generated=len(verdicts))
+        return replace(self._cite(kept, dropped), sentences_generated=len(verdicts))
 
     def _fall_back(self, request: CompositionRequest, reason: str, dropped: int) -> Composition:
         log.info("Generative answer replaced by the extractive one: %s.", reason)

@@ -19,7 +19,8 @@ from importlib import resources
 
 import yaml
 
-from assistant.schemas import Answer, Citation, Escalation, InputProblem
+from assistant.presentation import markdown, reply_blocks
+from assistant.schemas import Answer, Escalation, InputProblem
 
 # Characters that render as nothing or reorder text: zero-width, bidi controls, BOM, soft hyphen.
 _INVISIBLE = re.compile(
@@ -95,41 +96,13 @@ def escape(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def _quote_block(text: str) -> str:
-    return "\n".join(f"> {escape(line)}" if line.strip() else ">" for line in text.splitlines())
-
-
 def render(answer: Answer) -> str:
-    """The whole reply as a user sees it: answer, notices, sources, disclaimer (always last)."""
-    parts = [escape(answer.answer)]
-    for notice in answer.notices:
-        parts.append(f"*{escape(notice)}*")
-    for escalation in answer.escalations:
-        if escalation.compact:
-            parts.append(
-                f"*As you said earlier, the article's “{escape(escalation.section)}” applies to you:* "
-                f"“{escape(escalation.text)}”"
-            )
-            continue
-        parts.append(
-            f"**When to ask a lawyer.** The article advises legal help in your situation:\n\n"
-            f"{_quote_block(escalation.text)}\n\n— *{escape(escalation.source_title)}*, “{escape(escalation.section)}”"
-        )
-    if answer.citations:
-        parts.append("**Sources**\n\n" + "\n".join(_source_line(c) for c in answer.citations))
-    parts.append(f"---\n**Legal disclaimer.** {escape(answer.disclaimer)}")
-    return "\n\n".join(parts)
-
-
-def _source_line(citation: Citation) -> str:
-    where = f"{escape(citation.source_title)}, “{escape(citation.section)}”"
-    if citation.url:
-        where = f"[{where}]({citation.url})"
-    quote = escape(citation.quote if len(citation.quote) <= 300 else citation.quote[:297].rstrip() + "…")
-    return f"[{citation.n}] {where}: “{quote}”"
+    """The whole reply as a user sees it, as Markdown: answer, sources, notes, notices, disclaimer (always last)."""
+    return markdown(reply_blocks(answer))
 
 
 def guard(answer: Answer, escalations: list[Escalation], disclaimer: str, notices: list[str]) -> Answer:
     """Attach the notices and the disclaimer, and render; the last step of every reply."""
     guarded = answer.model_copy(update={"escalations": escalations, "disclaimer": disclaimer, "notices": notices})
-    return guarded.model_copy(update={"rendered": render(guarded)})
+    blocks = reply_blocks(guarded)
+    return guarded.model_copy(update={"rendered": markdown(blocks), "blocks": blocks})

@@ -49,6 +49,23 @@ class Escalation(BaseModel):
     )
 
 
+class Block(BaseModel):
+    """One part of a reply as a reader sees it (``assistant/presentation.py`` lays them out, in order)."""
+
+    kind: Literal["answer", "closest", "source", "note", "notice", "disclaimer"] = Field(
+        description="answer: the answer's Markdown; closest: sections that come closest when not answered; source: "
+        "a citation's card; note: a note from the guardrails or the composer; notice: a lawyer notice; "
+        "disclaimer: the Legal Disclaimer, always the last block."
+    )
+    title: str = Field(default="", description="The block's heading, plain text.")
+    text: str = Field(description="The block's text: plain text, except the answer's Markdown with [n] markers.")
+    n: int | None = Field(default=None, description="A source card's citation number.")
+    url: str | None = Field(default=None, description="Where a source card links to (a corpus URL).")
+    link: str | None = Field(default=None, description="The text of a source card's link.")
+    source: str | None = Field(default=None, description="Where a lawyer notice is quoted from.")
+    compact: bool = Field(default=False, description="A notice told earlier in the conversation, shown as one line.")
+
+
 class Answer(BaseModel):
     """What every interface returns for one question."""
 
@@ -59,6 +76,9 @@ class Answer(BaseModel):
     escalations: list[Escalation] = Field(default_factory=list)
     disclaimer: str = Field(description="The article's Legal Disclaimer, verbatim.")
     rendered: str = Field(default="", description="The whole reply as a user sees it (Markdown).")
+    blocks: list[Block] = Field(
+        default_factory=list, description="The whole reply as a user sees it, block by block, disclaimer last."
+    )
     closest_sections: list[str] = Field(
         default_factory=list, description="When not answered: the sections that come closest."
     )

@@ -21,8 +21,10 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 import gradio as gr  # imported after analytics is switched off
 from fastapi import FastAPI
 
+from assistant import presentation
 from assistant.errors import AssistantError
 from assistant.feedback import MAX_COMMENT_CHARS, Vote
+from assistant.presentation import reply_blocks
 from assistant.schemas import Answer
 from assistant.widget import STATIC_DIR
 
@@ -40,9 +42,9 @@ _HTML = {"<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;"}
 _LINK = re.compile(r"\[(?P<text>[^\]\n]*)\]\((?P<url>[^)\s]+)(?:\s+\"[^\"\n]*\")?\)")
 _WORDS = re.compile(r"\S+\s*")
 PENDING_TITLE = "Looking through the article and its sources…"
-NOTICE_TITLE = "⚖️ When to ask a lawyer"
-COMPACT_NOTICE_TITLE = "⚖️ Still applies"
-NOTE_TITLE = "ℹ️ Note"
+NOTICE_TITLE = f"⚖️ {presentation.NOTICE_TITLE}"
+COMPACT_NOTICE_TITLE = f"⚖️ {presentation.COMPACT_NOTICE_TITLE}"
+NOTE_TITLE = f"ℹ️ {presentation.NOTE_TITLE}"
 STREAM_PIECES = 12
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]
 MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "monospace"]
@@ -85,37 +87,36 @@ def safe_answer_markdown(text: str, allowed: frozenset[str]) -> str:
 
 
 def reply_messages(answer: Answer, allowed: frozenset[str]) -> Messages:
-    """Source cards, notices and the disclaimer that follow the answer text."""
+    """Every block after the answer text as a chat message, the disclaimer last (``assistant/presentation.py``)."""
     messages: Messages = []
-    for citation in answer.citations:
-        quote = "\n".join("> " + escape_text(line) if line.strip() else ">" for line in citation.quote.splitlines())
-        body = quote
-        if citation.url and citation.url in allowed:
-            body += f"\n\n[Open {escape_text(citation.source_title)} ↗]({citation.url})"
-        title = escape_text(f"[{citation.n}] {citation.source_title} — {citation.section}")
-        messages.append({"role": "assistant", "content": body, "metadata": {"title": title, "status": "done"}})
-    for note in answer.notices:
-        messages.append({"role": "assistant", "content": f"*{escape_text(note)}*", "metadata": {"title": NOTE_TITLE}})
-    for notice in answer.escalations:
-        where = escape_text(f"“{notice.section}”" + (f", {notice.source_title}" if notice.source_title else ""))
-        if notice.compact:
-            body = f"*As you said earlier, {escape_text(f'“{notice.section}”')} applies:* {escape_text(notice.text)}"
+    for block in (answer.blocks or reply_blocks(answer))[1:]:
+        if block.kind == "closest":
+            messages.append({"role": "assistant", "content": f"{escape_text(block.title)}: {escape_text(block.text)}"})
+        elif block.kind == "source":
+            body = "\n".join("> " + escape_text(line) if line.strip() else ">" for line in block.text.splitlines())
+            if block.url and block.url in allowed and block.link:
+                body += f"\n\n[{escape_text(block.link)}]({block.url})"
+            title = escape_text(block.title)
+            messages.append({"role": "assistant", "content": body, "metadata": {"title": title, "status": "done"}})
+        elif block.kind == "note":
+            messages.append(
+                {"role": "assistant", "content": f"*{escape_text(block.text)}*", "metadata": {"title": NOTE_TITLE}}
+            )
+        elif block.kind == "notice" and block.compact:
+            body = f"*{escape_text(block.text)}*"
             messages.append({"role": "assistant", "content": body, "metadata": {"title": COMPACT_NOTICE_TITLE}})
-            continue
-        body = f"{escape_text(notice.text)}\n\n*From {where}.*"
-        messages.append({"role": "assistant", "content": body, "metadata": {"title": NOTICE_TITLE}})
-    disclaimer = f"<small><strong>Legal disclaimer:</strong> {escape_text(answer.disclaimer)}</small>"
-    messages.append({"role": "assistant", "content": disclaimer})
+        elif block.kind == "notice":
+            body = f"{escape_text(block.text)}\n\n*{escape_text(block.source or '')}*"
+            messages.append({"role": "assistant", "content": body, "metadata": {"title": NOTICE_TITLE}})
+        elif block.kind == "disclaimer":
+            text = f"<small><strong>{escape_text(block.title)}:</strong> {escape_text(block.text)}</small>"
+            messages.append({"role": "assistant", "content": text})
     return messages
 
 
 def answer_text(answer: Answer, allowed: frozenset[str]) -> str:
-    """The answer body shown in the chat (closest sections appended when the corpus has no answer)."""
-    text = safe_answer_markdown(answer.answer, allowed)
-    missing = [section for section in answer.closest_sections if section not in answer.answer]
-    if not answer.answered and missing:
-        text += "\n\nClosest sections: " + ", ".join(escape_text(section) for section in missing)
-    return text
+    """The answer body shown in the chat: its Markdown with links kept only to corpus URLs."""
+    return safe_answer_markdown(answer.answer, allowed)
 
 
 def stream_pieces(text: str, pieces: int = STREAM_PIECES) -> Iterator[str]:

@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from assistant.corpus import Corpus
+from assistant.guardrails import guard
 from assistant.schemas import Answer, Citation, Escalation
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -65,16 +66,18 @@ class FakeAssistant:
         self.calls.append((question, list(history or [])))
         disclaimer = self.corpus.disclaimer
         if not question.strip():
-            return Answer(
+            empty = Answer(
                 answer="Please type a question.", answered=False, disclaimer=disclaimer, input_problem="empty"
             )
+            return guard(empty, [], disclaimer, [])
         if len(question) > self.max_chars:
-            return Answer(
+            long = Answer(
                 answer=f"Your question is {len(question)} characters long; the limit is {self.max_chars}.",
                 answered=False,
                 disclaimer=disclaimer,
                 input_problem="too_long",
             )
+            return guard(long, [], disclaimer, [])
         section = self.corpus.article_section("Platform Terms and Conditions")
         quote = section.text.split("\n\n")[1]
         escalations = []
@@ -91,14 +94,9 @@ class FakeAssistant:
             url="https://www.copyright.gov/title17/92chap1.html#106",
             quote=quote,
         )
-        return Answer(
-            answer=self.answer_text,
-            answered=True,
-            citations=[citation],
-            escalations=escalations,
-            disclaimer=disclaimer,
-            rendered=self.answer_text,
-        )
+        # The real guard finishes every reply, as the assistant's last step does.
+        answer = Answer(answer=self.answer_text, answered=True, citations=[citation], disclaimer=disclaimer)
+        return guard(answer, escalations, disclaimer, [])
 
 
 @dataclass

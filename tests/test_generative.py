@@ -225,7 +225,10 @@ def test_unsupported_sentences_are_dropped_and_counted(
     assert answer.composer == "generative" and answer.sentences_dropped == 1
     assert "every remix is fair use" not in answer.answer
     assert answer.answer.count("[") == 2
-    assert generated_notice(1) in answer.notices and "1 sentence that could not be verified was left out" in answer.rendered
+    assert (
+        generated_notice(1) in answer.notices
+        and "1 sentence that could not be verified was left out" in answer.rendered
+    )
 
 
 def test_the_model_never_writes_the_notices(

@@ -173,7 +173,9 @@ def test_a_plain_answer_object_round_trips_through_rendering(service: AssistantS
         answer="No text covers this.", answered=False, disclaimer=service.disclaimer, closest_sections=["Sources"]
     )
     messages = reply_messages(answer, allowed_urls(service.corpus))
-    assert len(messages) == 1 and service.disclaimer.split(".")[0] in messages[0]["content"].replace("\\", "")
+    # The closest sections (the same block in the chat, the widget and the Markdown), then the disclaimer.
+    assert messages[0]["content"] == "Closest sections: Sources"
+    assert len(messages) == 2 and service.disclaimer.split(".")[0] in messages[1]["content"].replace("\\", "")
 
 
 def test_not_ready_shows_a_clear_error_and_restores_the_question(tmp_path: Path) -> None:

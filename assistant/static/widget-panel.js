@@ -193,6 +193,8 @@
     return box;
   }
 
+  // The reply's blocks and their wording come from the server (assistant/presentation.py), in order,
+  // the disclaimer last; this only gives each kind of block its markup.
   function renderAnswer(answer, question) {
     var reply = el("article", "reply");
     reply.setAttribute("aria-label", "Answer");
@@ -200,50 +202,55 @@
     answer.citations.forEach(function (citation) {
       cardIds[citation.n] = "src-" + answer.answer_id + "-" + citation.n;
     });
-    var body = el("div", "answer");
-    appendMarkdown(body, answer.answer, cardIds);
-    reply.appendChild(body);
-    var unmentioned = (answer.closest_sections || []).filter(function (section) {
-      return answer.answer.indexOf(section) === -1;
-    });
-    if (!answer.answered && unmentioned.length) {
-      reply.appendChild(el("p", "closest", "Closest sections: " + unmentioned.join(", ")));
-    }
-    if (answer.citations.length) {
-      var sources = el("div", "sources");
-      sources.appendChild(el("h2", null, "Sources"));
-      answer.citations.forEach(function (citation) {
+    var sources = null;
+    (answer.blocks || []).forEach(function (block) {
+      if (block.kind !== "source") {
+        sources = null;
+      }
+      if (block.kind === "answer") {
+        var body = el("div", "answer");
+        appendMarkdown(body, block.text, cardIds);
+        reply.appendChild(body);
+      } else if (block.kind === "closest") {
+        reply.appendChild(el("p", "closest", block.title + ": " + block.text));
+      } else if (block.kind === "source") {
+        if (!sources) {
+          sources = el("div", "sources");
+          sources.appendChild(el("h2", null, "Sources"));
+          reply.appendChild(sources);
+        }
         var card = el("details", "source-card");
-        card.id = cardIds[citation.n];
-        card.appendChild(el("summary", null, "[" + citation.n + "] " + citation.source_title + " \u2014 " + citation.section));
-        card.appendChild(el("blockquote", null, citation.quote));
-        var url = citation.url ? safeUrl(citation.url) : null;
-        if (url) {
-          var link = el("a", null, "Open " + citation.source_title + " \u2197");
+        card.id = cardIds[block.n];
+        card.appendChild(el("summary", null, block.title));
+        card.appendChild(el("blockquote", null, block.text));
+        var url = block.url ? safeUrl(block.url) : null;
+        if (url && block.link) {
+          var link = el("a", null, block.link);
           link.href = url;
           link.target = "_blank";
           link.rel = "noopener noreferrer";
           card.appendChild(link);
         }
         sources.appendChild(card);
-      });
-      reply.appendChild(sources);
-    }
-    (answer.notices || []).forEach(function (note) {
-      reply.appendChild(el("p", "guard-note", note));
-    });
-    answer.escalations.forEach(function (notice) {
-      var aside = el("aside", notice.compact ? "notice compact" : "notice");
-      aside.setAttribute("role", "note");
-      if (notice.compact) {
-        aside.appendChild(el("p", null, "As you said earlier, “" + notice.section + "” applies: " + notice.text));
-      } else {
-        aside.appendChild(el("strong", null, "When to ask a lawyer"));
-        aside.appendChild(el("p", null, notice.text));
+      } else if (block.kind === "note") {
+        reply.appendChild(el("p", "guard-note", block.text));
+      } else if (block.kind === "notice") {
+        var aside = el("aside", block.compact ? "notice compact" : "notice");
+        aside.setAttribute("role", "note");
+        if (block.compact) {
+          aside.appendChild(el("p", null, block.text));
+        } else {
+          aside.appendChild(el("strong", null, block.title));
+          aside.appendChild(el("p", null, block.text));
+        }
+        reply.appendChild(aside);
+      } else if (block.kind === "disclaimer") {
+        reply.appendChild(disclaimerNode(block.text));
       }
-      reply.appendChild(aside);
     });
-    reply.appendChild(disclaimerNode(answer.disclaimer));
+    if (!(answer.blocks || []).some(function (block) { return block.kind === "disclaimer"; })) {
+      reply.appendChild(disclaimerNode(answer.disclaimer));
+    }
     reply.appendChild(feedbackNode(answer, question));
     return reply;
   }
