@@ -124,8 +124,9 @@ def _split_sentences(text: str, start: int, end: int, prose: bool = True) -> lis
 
 
 def split_sentences(text: str) -> list[str]:
-    """The sentences of one paragraph of text, as the chunker splits them (a run-in label stays attached)."""
-    return [text[span.start : span.end] for span in _split_sentences(text, 0, len(text))]
+    """The sentences of one paragraph of text as the chunker splits them, each also without its run-in label."""
+    spans = _split_sentences(text, 0, len(text))
+    return [text[start : span.end] for span in spans for start in dict.fromkeys((span.start, span.quote))]
 
 
 def split_paragraphs(file_text: str, start: int, end: int) -> list[list[Span]]:
