@@ -11,6 +11,7 @@ and add only their own markup.
 from __future__ import annotations
 
 import html
+import re
 
 from assistant.schemas import Answer, Block, Citation
 
@@ -22,9 +23,29 @@ SOURCES_TITLE = "Sources"
 CLOSEST_TITLE = "Closest sections"
 
 
+_NUMBERED = re.compile(r"^(?P<number>§\s*[\w.-]+|Article\s+\w+)\.\s+")
+
+
+def short_label(citation: Citation) -> str:
+    """A short name for a cited section, quick to scan ("Article · Safer Alternatives", "U.S. Copyright Act § 107").
+
+    The source's name is its title as the article cites it, up to any dash; a numbered section keeps its number.
+    """
+    if citation.source_id == "article":
+        return f"Article · {citation.section}"
+    source = citation.source_title.split(" — ")[0].strip()
+    match = _NUMBERED.match(citation.section)
+    return f"{source} {match.group('number')}" if match else f"{source} · {citation.section}"
+
+
 def source_title(citation: Citation) -> str:
-    """A source card's title: its number, the source and the section."""
-    return f"[{citation.n}] {citation.source_title} — {citation.section}"
+    """A source card's title: its number and the short label of its section."""
+    return f"[{citation.n}] {short_label(citation)}"
+
+
+def full_source(citation: Citation) -> str:
+    """The source and section in full, as shown inside a card."""
+    return f"{citation.source_title}, “{citation.section}”"
 
 
 def link_label(citation: Citation) -> str:
@@ -46,6 +67,7 @@ def reply_blocks(answer: Answer) -> list[Block]:
             text=citation.quote,
             url=citation.url,
             link=link_label(citation) if citation.url else None,
+            source=full_source(citation),
         )
         for citation in answer.citations
     )
@@ -79,7 +101,7 @@ def markdown(blocks: list[Block]) -> str:
     sources: list[str] = []
     for block in blocks:
         if block.kind == "source":
-            where = _escape(block.title)
+            where = f"[{block.n}] {_escape(block.source or block.title)}"
             if block.url:
                 where = f"[{where}]({block.url})"
             sources.append(f"{where}: “{_escape(_short(block.text))}”")

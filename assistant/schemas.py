@@ -62,7 +62,9 @@ class Block(BaseModel):
     n: int | None = Field(default=None, description="A source card's citation number.")
     url: str | None = Field(default=None, description="Where a source card links to (a corpus URL).")
     link: str | None = Field(default=None, description="The text of a source card's link.")
-    source: str | None = Field(default=None, description="Where a lawyer notice is quoted from.")
+    source: str | None = Field(
+        default=None, description="A source card's source and section in full; where a lawyer notice is quoted from."
+    )
     compact: bool = Field(default=False, description="A notice told earlier in the conversation, shown as one line.")
 
 

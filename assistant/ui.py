@@ -94,6 +94,7 @@ def reply_messages(answer: Answer, allowed: frozenset[str]) -> Messages:
             messages.append({"role": "assistant", "content": f"{escape_text(block.title)}: {escape_text(block.text)}"})
         elif block.kind == "source":
             body = "\n".join("> " + escape_text(line) if line.strip() else ">" for line in block.text.splitlines())
+            body += f"\n\n*{escape_text(block.source or '')}*"
             if block.url and block.url in allowed and block.link:
                 body += f"\n\n[{escape_text(block.link)}]({block.url})"
             title = escape_text(block.title)

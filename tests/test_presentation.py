@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from assistant.corpus import Corpus
 from assistant.guardrails import guard
-from assistant.presentation import DISCLAIMER_TITLE, NOTICE_TITLE, markdown, reply_blocks
+from assistant.presentation import DISCLAIMER_TITLE, NOTICE_TITLE, markdown, reply_blocks, source_title
 from assistant.schemas import Answer, Citation, Escalation
 
 
@@ -53,3 +53,21 @@ def test_a_compact_notice_is_one_line(corpus: Corpus) -> None:
     blocks = reply_blocks(answer(corpus, escalations=[Escalation(trigger=bullet.id, text=bullet.text, compact=True)]))
     notice = next(b for b in blocks if b.kind == "notice")
     assert notice.compact and notice.text.startswith("As you said earlier,") and notice.text.endswith(bullet.text)
+
+
+def test_card_titles_are_short_and_the_full_source_is_inside(corpus: Corpus) -> None:
+    def cite(source_id: str, title: str, section: str) -> Citation:
+        return Citation(n=2, source_id=source_id, source_title=title, section=section, url=None, quote="q")
+
+    article = cite("article", corpus.article.title, "Practical Risks for Producers")
+    statute = cite("us", "U.S. Copyright Act — Exclusive Rights", "§ 107. Limitations on exclusive rights: Fair use")
+    treaty = cite("wct", "WIPO Copyright Treaty", "Article 11. Obligations concerning Technological Measures")
+    preamble = cite("wct", "WIPO Copyright Treaty", "Preamble")
+    assert [source_title(c) for c in (article, statute, treaty, preamble)] == [
+        "[2] Article · Practical Risks for Producers",
+        "[2] U.S. Copyright Act § 107",
+        "[2] WIPO Copyright Treaty Article 11",
+        "[2] WIPO Copyright Treaty · Preamble",
+    ]
+    card = next(b for b in reply_blocks(answer(corpus, citations=[statute])) if b.kind == "source")
+    assert card.source == "U.S. Copyright Act — Exclusive Rights, “§ 107. Limitations on exclusive rights: Fair use”"

@@ -78,7 +78,7 @@ def test_reply_has_collapsed_source_cards_notices_and_the_disclaimer_last(servic
     messages = reply_messages(answer, allowed_urls(service.corpus))
     card, notice, disclaimer = messages
     assert card["metadata"]["status"] == "done"
-    assert card["metadata"]["title"].startswith("\\[1\\] U\\.S\\. Copyright Act")
+    assert card["metadata"]["title"] == "\\[1\\] U\\.S\\. Copyright Act § 106"
     assert card["content"].startswith("> Spotify, Apple Music")
     assert f"]({CORPUS_URL})" in card["content"]
     assert notice["metadata"]["title"] == NOTICE_TITLE
@@ -89,8 +89,10 @@ def test_reply_has_collapsed_source_cards_notices_and_the_disclaimer_last(servic
 
 def test_citation_links_outside_the_corpus_are_dropped(service: AssistantService) -> None:
     answer = service.ask("Is it legal?")
-    answer.citations[0].url = "https://evil.example/"
+    source = next(block for block in answer.blocks if block.kind == "source")
+    source.url = "https://evil.example/"
     card = reply_messages(answer, allowed_urls(service.corpus))[0]
+    assert card["metadata"]["title"].startswith("\\[1\\]")
     assert "evil.example" not in card["content"]
 
 

@@ -223,6 +223,9 @@
         card.id = cardIds[block.n];
         card.appendChild(el("summary", null, block.title));
         card.appendChild(el("blockquote", null, block.text));
+        if (block.source) {
+          card.appendChild(el("p", "source-full", block.source));
+        }
         var url = block.url ? safeUrl(block.url) : null;
         if (url && block.link) {
           var link = el("a", null, block.link);
