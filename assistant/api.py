@@ -72,6 +72,15 @@ class ErrorResponse(BaseModel):
     message: str = Field(description="What went wrong and what to do, safe to show to a user.")
     status: int = Field(description="The HTTP status, repeated.")
     disclaimer: str = Field(description="The article's Legal Disclaimer, verbatim.")
+    detail: str = Field(
+        default="",
+        description="The message again, under the name the chat page's client shows in its error notice (so a "
+        "rate-limited chat user reads the sentence, not the code).",
+    )
+
+    def model_post_init(self, context: object) -> None:
+        """``detail`` repeats ``message``."""
+        self.detail = self.detail or self.message
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

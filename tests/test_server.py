@@ -197,6 +197,10 @@ def test_rate_limit_applies_to_api_and_chat_events_per_client(tmp_path: Path, fa
             request(app, "POST", "/gradio_api/queue/join", json={}, client_ip="10.0.0.9").status_code for _ in range(3)
         ]
         assert 429 not in chat_events[:2] and chat_events[2] == 429
+        # The chat page's client shows `detail` in its error notice: a sentence, not the code.
+        limited = request(app, "POST", "/gradio_api/queue/join", json={}, client_ip="10.0.0.9").json()
+        assert limited["error"] == "rate_limited"
+        assert limited["detail"] == limited["message"] and limited["detail"].startswith("Too many requests")
         assert request(app, "POST", "/api/ask", json={"question": "q"}, client_ip="10.0.0.2").status_code == 200
         assert request(app, "GET", "/api/health").status_code == 200  # reads are not limited
     finally:
