@@ -147,7 +147,8 @@ class GenerativeComposer:
         corpus: Corpus,
         settings: Settings,
     ) -> None:
-        prompt = ChatPromptTemplate.from_messages([("system", SYSTEM), ("human", HUMAN)])
+        # One user message: some chat templates (Gemma's) drop a system message, and the rules must reach the model.
+        prompt = ChatPromptTemplate.from_messages([("human", f"{SYSTEM}\n\n{HUMAN}")])
         self._writer = (prompt | model | PydanticOutputParser(pydantic_object=GeneratedAnswer)).with_config(
             run_name="generate"
         )

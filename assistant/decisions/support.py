@@ -160,8 +160,10 @@ def fit_support(pairs: list[SupportPair], embed: Embed, precision: float, folds:
 
 def support_key(pairs: list[SupportPair], precision: float) -> str:
     """What a fitted support model depends on, as a short hash."""
+    hedges = resources.files("assistant").joinpath("data/hedges.yaml").read_bytes()
     material = {
         "pairs": pairs_fingerprint(pairs),
+        "hedges": hashlib.sha256(hedges).hexdigest(),
         "version": SUPPORT_VERSION,
         "precision": precision,
         "sklearn": sklearn.__version__,
