@@ -15,6 +15,7 @@ disclaimer or the lawyer notices: the guard adds them after any composer.
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
@@ -167,7 +168,12 @@ class GenerativeComposer:
         # A follow-up is asked in its conversation (the earlier question it follows, then itself).
         question = view.message if view.context == view.text else view.context
         try:
-            future = self._pool.submit(self._writer.invoke, {"passages": passage_block(passages), "question": question})
+            # The copied context carries the run's config, so the model's run is a child of 'compose' in a trace.
+            future = self._pool.submit(
+                contextvars.copy_context().run,
+                self._writer.invoke,
+                {"passages": passage_block(passages), "question": question},
+            )
             generated: GeneratedAnswer = future.result(timeout=self._settings.llm_timeout)
         except concurrent.futures.TimeoutError:
             return self._fall_back(request, "the model did not answer in time", 0)

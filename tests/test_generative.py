@@ -11,8 +11,10 @@ import json
 import time
 from collections.abc import Iterator
 from typing import Any
+from uuid import UUID
 
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
@@ -254,3 +256,24 @@ def test_build_chain_takes_a_chat_model(settings: Settings, context: list[Docume
     fake = GenericFakeChatModel(messages=iter([reply({"text": sentence, "passages": [1], "quotes": [sentence]})]))
     answer = build_chain(settings, chat_model=fake).invoke({"question": QUESTION})
     assert answer.composer == "generative" and answer.citations[0].quote == sentence
+
+
+def test_the_models_run_is_a_child_of_compose_in_a_trace(
+    generative: Assistant, model: GenericFakeChatModel, context: list[Document]
+) -> None:
+    class Recorder(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.parents: dict[UUID, UUID | None] = {}
+            self.names: dict[UUID, str] = {}
+
+        def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
+                           name: str | None = None, **kw: Any) -> None:  # fmt: skip
+            self.parents[run_id], self.names[run_id] = parent_run_id, name or ""
+
+    recorder = Recorder()
+    sentence = first_sentence(context[0])
+    script(model, reply({"text": sentence, "passages": [1], "quotes": [sentence]}))
+    generative.chain.invoke({"question": QUESTION}, config={"callbacks": [recorder]})
+    assert "generate" in recorder.names.values(), ", ".join(sorted(recorder.names.values()))
+    generate = next(run for run, name in recorder.names.items() if name == "generate")
+    assert recorder.names[recorder.parents[generate]] == "compose"  # type: ignore[index]
