@@ -166,5 +166,8 @@ def run_server(settings: Settings, host: str | None = None, port: int | None = N
         log_level="info",
         server_header=False,
         timeout_graceful_shutdown=5,
+        # X-Forwarded-For is believed only from the proxies the settings name (uvicorn would trust loopback).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or "",
     )
     uvicorn.Server(config).run()

@@ -167,7 +167,8 @@ class AssistantService:
             "feedback": {"answers_rated": self.feedback_store.count()},
         }
         if self._assistant is not None:
-            index_info = dict(self._assistant.index_info)
+            # Where the index lives on this machine is nobody's business outside it.
+            index_info = {k: v for k, v in self._assistant.index_info.items() if k != "path"}
             info["model"] = index_info.get("embedding_model")
             info["index"] = index_info
         else:

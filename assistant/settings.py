@@ -247,6 +247,12 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Origins allowed to embed the widget and call the API cross-origin (CSP frame-ancestors and CORS).",
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses of reverse proxies whose X-Forwarded-For header names the client (e.g. "
+        "'[\"127.0.0.1\"]' behind a local nginx). Empty: the header is ignored and the connecting address is the "
+        "client, so no caller can rotate its address past the rate limit.",
+    )
     rate_limit_per_minute: int = Field(default=30, ge=1, description="Requests per minute allowed per client.")
     concurrency_limit: int = Field(default=4, ge=1, description="Answers computed at once by the chat UI queue.")
     queue_max_size: int = Field(

@@ -162,9 +162,10 @@ class ChatHandlers:
             yield before, state, question
             raise gr.Error(str(error)) from None
         if answer.input_problem is not None:
+            # The question goes back into the box; the reason is an error event, so that a program calling the
+            # chat endpoint directly gets the same sentence as a person (a warning would reach only the page).
             yield before, state, question
-            gr.Warning(answer.answer)
-            return
+            raise gr.Error(answer.answer, title="Please change your question")
         index = len(shown)
         text = answer_text(answer, self.allowed)
         for piece in stream_pieces(text):

@@ -264,6 +264,8 @@ def live_server(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
             port,
             ASSISTANT_ALLOWED_ORIGINS=f'["http://127.0.0.1:{site_port}"]',
             ASSISTANT_RATE_LIMIT_PER_MINUTE=str(RATE_LIMIT),
+            # The tests stand in for clients behind a local reverse proxy: X-Forwarded-For names each one.
+            ASSISTANT_TRUSTED_PROXIES='["127.0.0.1"]',
             ASSISTANT_STREAM_DELAY=STREAM_DELAY,
         )
         process = ServerProcess(port=port, env=env, log_path=tmp / "server.log").start()

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AppError
 from server_fixtures import RATE_LIMIT, LiveServer, ServerProcess, free_port, live_server, server_env
 
 from assistant.corpus import Corpus
@@ -50,8 +51,9 @@ def assert_error(response: httpx.Response, status: int, code: str, corpus: Corpu
     return body
 
 
-def test_health_reports_ready_index_counts_model_and_version(http: httpx.Client) -> None:
+def test_health_reports_ready_index_counts_model_and_version(http: httpx.Client, settings: Any) -> None:
     response = http.get("/api/health")
+    assert str(settings.index_dir) not in response.text and "path" not in response.json()["index"]
     assert response.status_code == 200
     health = response.json()
     assert health["ready"] is True and health["status"] == "ok"
@@ -161,11 +163,12 @@ def test_limits_hold_for_callers_that_skip_the_browser(live_server: LiveServer) 
     """A program calling the chat endpoint directly still meets the question length limit; nothing is added."""
     client = Client(live_server.url, verbose=False)
     try:
-        conversation, textbox = client.predict("x" * 4001, api_name="/chat")
+        with pytest.raises(AppError, match="the limit is 4,000"):
+            client.predict("x" * 4001, api_name="/chat")
+        with pytest.raises(AppError, match="Please type a question"):
+            client.predict("   ", api_name="/chat")
     finally:
         client.close()
-    assert conversation == []
-    assert textbox == "x" * 4001
 
 
 def test_cors_allow_list(live_server: LiveServer) -> None:
@@ -204,3 +207,21 @@ def test_index_not_ready_gives_503_while_a_fresh_server_builds(tmp_path: Path, c
             assert "try again" in body["message"]
     finally:
         server.stop(signal.SIGKILL)
+
+
+def test_forwarded_addresses_are_ignored_unless_the_proxy_is_trusted(settings: Any, tmp_path: Path) -> None:
+    """Without a trusted proxy a caller cannot rotate X-Forwarded-For past the rate limit."""
+    port = free_port()
+    env = server_env(settings.index_dir, tmp_path / "data", port, ASSISTANT_RATE_LIMIT_PER_MINUTE="3")
+    server = ServerProcess(port=port, env=env, log_path=tmp_path / "server.log").start()
+    try:
+        server.wait_listening()
+        statuses = [
+            httpx.post(
+                f"{server.url}/api/ask", json={"question": ""}, headers={"x-forwarded-for": f"192.0.2.{i}"}, timeout=30
+            ).status_code
+            for i in range(4)
+        ]
+    finally:
+        server.stop()
+    assert 429 not in statuses[:3] and statuses[3] == 429

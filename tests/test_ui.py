@@ -118,19 +118,27 @@ def test_respond_streams_then_adds_cards_and_disclaimer(service: AssistantServic
     assert final_state["history"][0] == {"role": "user", "content": "Does Spotify allow <b>stem</b> extraction?"}
 
 
-def test_bad_input_changes_nothing(service: AssistantService) -> None:
+def rejected(updates: Iterator[Any]) -> tuple[Any, str]:
+    """The updates a rejected question yields (the last restores the page), and the error's message."""
+    shown: list[Any] = []
+    with pytest.raises(gr.Error) as error:
+        for update in updates:
+            shown.append(update)
+    return shown[-1], str(error.value.message)
+
+
+def test_bad_input_changes_nothing_and_says_why(service: AssistantService) -> None:
     handlers = ChatHandlers(service)
     state = new_state()
-    updates = drain(handlers.respond("   ", state))
-    messages, final_state, textbox = updates[-1]
+    (messages, final_state, textbox), message = rejected(handlers.respond("   ", state))
     assert messages == [] and final_state["history"] == [] and textbox == "   "
+    assert message.startswith("Please type a question")
 
 
 def test_a_null_question_from_the_chat_endpoint_is_treated_as_empty(service: AssistantService) -> None:
     handlers = ChatHandlers(service)
     state = new_state()
-    updates = drain(handlers.respond(None, state))  # type: ignore[arg-type]  # what a raw API call can send
-    messages, final_state, textbox = updates[-1]
+    (messages, final_state, textbox), _ = rejected(handlers.respond(None, state))  # type: ignore[arg-type]
     assert messages == [] and final_state["history"] == [] and textbox == ""
 
 
