@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assistant.api import ErrorResponse, build_router, install_error_handlers
 from assistant.corpus import load_corpus
@@ -56,20 +56,67 @@ CLOSED_PREFIXES = (
 )
 
 
+OPEN_CALLS = {"/gradio_api/call/": frozenset({"chat"}), "/gradio_api/run/": frozenset({"chat", "predict"})}
+"""What a program may call by name: only the chat event. ``run/predict`` is how the page itself sends its unqueued
+events (a new chat) by index; Gradio checks those, and a failure there is answered as JSON."""
+INTERNAL_ERROR = (
+    "Something went wrong on the server while handling this request. Please try again; if it keeps happening, "
+    "tell the site's owner."
+)
+
+
 class ClosedRoutesMiddleware:
-    """Closes routes this server never needs (uploads, file serving, MCP, monitoring) with a JSON 404."""
+    """Closes unused routes with a JSON 404; a failure under Gradio's routes gets a JSON 500, never a trace."""
 
     def __init__(self, app: ASGIApp, prefixes: Sequence[str], error_body: ErrorBody) -> None:
         self.app = app
         self.prefixes = tuple(prefixes)
         self.error_body = error_body
 
+    def closed(self, path: str) -> bool:
+        """A closed route, or a chat event called by a name that is not open (the vote handler, say)."""
+        if path.startswith(self.prefixes):
+            return True
+        for prefix, names in OPEN_CALLS.items():
+            if path.startswith(prefix):
+                return path[len(prefix) :].split("/", 1)[0] not in names
+        return False
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Refuse closed paths; pass everything else through."""
-        if scope["type"] == "http" and scope["path"].startswith(self.prefixes):
+        """Refuse closed paths; pass everything else through, turning a failure into a JSON 500."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.closed(scope["path"]):
             await send_json(send, 404, self.error_body("not_found", "This route is not available on this server.", 404))
             return
-        await self.app(scope, receive, send)
+        if not scope["path"].startswith("/gradio_api/"):
+            await self.app(scope, receive, send)
+            return
+        state = {"started": False, "failed": False, "answered": False}
+
+        async def answer_failure() -> None:
+            if not state["answered"]:
+                state["answered"] = True
+                await send_json(send, 500, self.error_body("internal_error", INTERNAL_ERROR, 500))
+
+        async def tracked(message: Message) -> None:
+            # A 5xx from Gradio (plain text, from its own error middleware) is replaced by the JSON error.
+            if message["type"] == "http.response.start":
+                state["started"] = True
+                state["failed"] = int(message["status"]) >= 500
+            if state["failed"]:
+                await answer_failure()
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as error:  # Gradio's handlers raise on malformed calls; the caller gets JSON, not a trace
+            log.warning("%s %s failed: %s", scope["method"], scope["path"], type(error).__name__)
+            if state["started"] and not state["failed"]:
+                raise
+            await answer_failure()
 
 
 def check_origins(origins: Sequence[str]) -> list[str]:

@@ -15,7 +15,7 @@ from server_fixtures import FakeAssistant
 
 from assistant.corpus import load_corpus
 from assistant.errors import AssistantError, CorpusError, IndexNotReadyError
-from assistant.server import check_origins, create_app
+from assistant.server import CLOSED_PREFIXES, INTERNAL_ERROR, ClosedRoutesMiddleware, check_origins, create_app
 from assistant.service import AnswerSlots, ServerBusyError
 from assistant.settings import Settings
 
@@ -299,3 +299,41 @@ def test_loader_failure_is_reported_not_hung(settings_: Settings, monkeypatch: p
         assert request(app, "GET", "/api/health").json()["status"] == "error"
     finally:
         app.state.service.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/gradio_api/call/vote"),
+        ("POST", "/gradio_api/call/comment"),
+        ("POST", "/gradio_api/run/new_chat"),
+        ("POST", "/gradio_api/call/v2/chat"),
+        ("GET", "/gradio_api/call/vote/some-event-id"),
+    ],
+)
+def test_only_the_chat_event_can_be_called_by_name(app: Any, method: str, path: str) -> None:
+    response = request(app, method, path, json={"data": ["x"]}) if method == "POST" else request(app, method, path)
+    assert response.status_code == 404, path
+    assert response.json()["error"] == "not_found" and response.json()["disclaimer"]
+
+
+@pytest.mark.parametrize("path", ["/gradio_api/call/chat", "/gradio_api/run/predict"])
+def test_a_malformed_call_gets_json_not_a_trace(app: Any, path: str) -> None:
+    for body in ({"data": {"not": "a list"}}, {"data": ["x"], "fn_index": 999}, {"data": [None], "fn_index": 1}):
+        response = request(app, "POST", path, json=body)
+        assert response.headers["content-type"].startswith("application/json"), (path, body, response.text[:200])
+        assert response.json() and "Traceback" not in response.text
+
+
+def test_a_failing_gradio_handler_answers_json_with_the_disclaimer() -> None:
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        raise TypeError("Parameter `data` is not a valid key-word argument")
+
+    def body(code: str, message: str, status: int) -> dict[str, object]:
+        return {"error": code, "message": message, "status": status, "disclaimer": "D"}
+
+    guarded = ClosedRoutesMiddleware(failing, prefixes=CLOSED_PREFIXES, error_body=body)
+    response = request(guarded, "POST", "/gradio_api/queue/join", json={})
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal_error", "message": INTERNAL_ERROR, "status": 500, "disclaimer": "D"}
+    assert "TypeError" not in response.text
