@@ -102,16 +102,15 @@ def vocabulary(table: SentenceTable) -> Counter[str]:
 def make_composer(
     settings: Settings,
     corpus: Corpus,
-    table: SentenceTable,
-    decisions: Decisions,
+    extractive: ExtractiveComposer,
     embeddings: Embeddings,
     build: IndexBuild,
     chat_model: BaseChatModel | None = None,
 ) -> AnswerComposer:
-    """The answer composer ``settings.composer`` names ('auto': generative with a chat model or ASSISTANT_LLM)."""
-    extractive = ExtractiveComposer(
-        corpus, table, decisions.ranker.support_threshold, settings.max_support, settings.max_list_items
-    )
+    """The answer composer ``settings.composer`` names ('auto': generative with a chat model or ASSISTANT_LLM).
+
+    ``extractive`` is the default composer, and the generative one's fallback.
+    """
     wanted = settings.llm or chat_model is not None
     kind = settings.composer if settings.composer != "auto" else ("generative" if wanted else "extractive")
     if kind == "extractive":
@@ -204,7 +203,7 @@ class Assistant:
             self.settings.max_list_items,
         )
         self._composer = composer or make_composer(
-            self.settings, self.corpus, self.table, self.decisions, self._embeddings, self._build, chat_model
+            self.settings, self.corpus, self._extractive, self._embeddings, self._build, chat_model
         )
         self._bullets = bullet_rows(self.table)
         self._triggers = {t.id: t for t in self.corpus.escalation_triggers}

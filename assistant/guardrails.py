@@ -10,7 +10,6 @@ piece of text escaped, so nothing comes back as live HTML.
 
 from __future__ import annotations
 
-import html
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -89,11 +88,6 @@ def check_question(question: object, max_chars: int) -> CheckedInput:
         return CheckedInput("", "empty", "Please type a question about AI stem separation and the law.")
     remaining, injected = strip_injections(cleaned)
     return CheckedInput(remaining, notices=[INJECTION_NOTICE] if injected else [])
-
-
-def escape(text: str) -> str:
-    """Markdown-safe and HTML-safe rendering of corpus or user text."""
-    return html.escape(text, quote=False)
 
 
 def render(answer: Answer) -> str:

