@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import sklearn
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
@@ -36,6 +38,7 @@ from assistant.corpus import ESCALATION_HEADING, ESCALATION_TRIGGER_IDS, Corpus,
 from assistant.decisions.judge import Judge, Judgement, bullet_rows
 from assistant.decisions.models import Decisions
 from assistant.decisions.store import ensure_decisions
+from assistant.embeddings import make_embeddings
 from assistant.errors import AssistantError
 from assistant.extractive import ExtractiveComposer
 from assistant.features import QueryView
@@ -45,7 +48,6 @@ from assistant.index import (
     build_index,
     expected_manifest,
     fresh_build,
-    make_embeddings,
     open_table,
     open_vector_store,
 )
@@ -164,6 +166,18 @@ def prepare(
             build, bank, settings, table, views, progress=progress, force=force or retrain
         )
     return Engine(build, table, views, bank, decisions, report)
+
+
+def _trusted_inputs() -> contextlib.AbstractContextManager[None]:
+    """scikit-learn without its per-call input checks, for this thread only.
+
+    The fitted decisions only ever see matrices the assistant's own feature code builds (finite, of the fitted
+    shape); the checks cost about 1 ms of a warm question's 8 ms (scripts/bench_assistant.py).
+    """
+    context: contextlib.AbstractContextManager[None] = sklearn.config_context(
+        assume_finite=True, skip_parameter_validation=True
+    )
+    return context
 
 
 class Assistant:
@@ -310,7 +324,8 @@ class Assistant:
 
     def situation(self, turn: Turn) -> Turn:
         """Whose situation the conversation tells; a message with nothing left to answer ends here."""
-        fired, about = self.situations(clean_text(turn.question), user_messages(turn.turns))
+        with _trusted_inputs():
+            fired, about = self.situations(clean_text(turn.question), user_messages(turn.turns))
         turn = replace(
             turn, situations=tuple(fired), about=frozenset(about), escalations=tuple(self._escalations(fired, about))
         )
@@ -331,7 +346,8 @@ class Assistant:
         """Rank the corpus sentences (and so the passages) for the question, and judge whether it is covered."""
         if turn.view is None:
             raise ValueError("retrieve needs the standalone question; run the 'standalone_question' step first.")
-        judgement = self._judgement(turn.view, sorted(turn.about))
+        with _trusted_inputs():
+            judgement = self._judgement(turn.view, sorted(turn.about))
         context = passages(self.table, judgement.ranking, self.settings.context_passages)
         return replace(turn, judgement=judgement, context=tuple(context))
 

@@ -127,7 +127,7 @@ def bank_command(
     out.print(table)
     if not overlap:
         return
-    from assistant.index import make_embeddings
+    from assistant.embeddings import make_embeddings
 
     sets = sorted(evals.glob("*.jsonl"))
     if not sets:

@@ -56,7 +56,7 @@ COLD_DENSE = (
 import sys
 from pathlib import Path
 from langchain_chroma import Chroma
-from assistant.index import make_embeddings
+from assistant.embeddings import make_embeddings
 from assistant.settings import load_settings
 import chromadb
 settings = load_settings()
@@ -157,7 +157,8 @@ def main() -> None:
     from assistant.assistant import prepare
     from assistant.chunking import chunk_corpus
     from assistant.corpus import load_corpus
-    from assistant.index import _chroma_client, make_embeddings
+    from assistant.embeddings import make_embeddings
+    from assistant.index import _chroma_client
 
     rows = [json.loads(line) for line in args.dataset.read_text(encoding="utf-8").splitlines() if line.strip()]
     questions = [row.get("question") or row.get("user_input") for row in rows]

@@ -84,7 +84,7 @@ def test_a_changed_bank_has_another_fingerprint(corpus: Corpus, tmp_path: Path) 
 def test_no_eval_question_or_close_paraphrase_is_in_the_bank(
     corpus: Corpus, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from assistant.index import make_embeddings
+    from assistant.embeddings import make_embeddings
 
     assert EVAL_SETS, "no eval sets found"
     embeddings = make_embeddings(settings)

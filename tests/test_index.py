@@ -16,8 +16,9 @@ import pytest
 from langchain_core.embeddings import Embeddings
 
 from assistant.corpus import load_corpus
+from assistant.embeddings import make_embeddings
 from assistant.errors import IndexBusyError
-from assistant.index import build_index, build_lock, fresh_build, live_build, make_embeddings, open_vector_store
+from assistant.index import build_index, build_lock, fresh_build, live_build, open_vector_store
 from assistant.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -90,7 +91,8 @@ def test_a_build_killed_halfway_leaves_the_live_index_working(small: Settings, e
         import sys, time
         from pathlib import Path
         from assistant.corpus import load_corpus
-        from assistant.index import build_index, make_embeddings
+        from assistant.embeddings import make_embeddings
+        from assistant.index import build_index
         from assistant.settings import Settings
         settings = Settings(corpus_dir=Path({str(small.corpus_dir)!r}), index_dir=Path({str(small.index_dir)!r}))
         def slow(done, total):

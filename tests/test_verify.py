@@ -9,7 +9,7 @@ from langchain_core.embeddings import Embeddings
 
 from assistant.corpus import Corpus
 from assistant.decisions.support import ensure_support, fit_support, load_pairs
-from assistant.index import make_embeddings
+from assistant.embeddings import make_embeddings
 from assistant.settings import Settings
 from assistant.verify import (
     drops_hedge,

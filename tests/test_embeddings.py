@@ -1,0 +1,113 @@
+"""The ONNX runtime gives the torch model's vectors, is exported once, and keeps torch out of serving."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant.assistant import Assistant
+from assistant.chunking import chunk_corpus, embedding_text, sentence_documents
+from assistant.corpus import Corpus
+from assistant.embeddings import ONNX_FILE, OnnxEmbeddings, make_embeddings, onnx_dir
+from assistant.index import live_build
+from assistant.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _sample_texts(corpus: Corpus) -> list[str]:
+    chunks = chunk_corpus(corpus, 700)
+    sentences = sentence_documents(corpus, chunks)
+    # Every 9th chunk and sentence: long and short texts, article and statutes alike.
+    texts = [embedding_text(doc) for doc in chunks[::9]] + [embedding_text(doc) for doc in sentences[::9]]
+    return [*texts, "Is a remix a derivative work?", "stems", "¿Puedo usar stems de Spotify?"]
+
+
+def test_onnx_vectors_match_torch_on_corpus_texts(settings: Settings, corpus: Corpus) -> None:
+    onnx = make_embeddings(settings)
+    torch_model = make_embeddings(settings.model_copy(update={"embedding_backend": "torch"}))
+    assert isinstance(onnx, OnnxEmbeddings)
+    texts = _sample_texts(corpus)
+    a = np.asarray(onnx.embed_documents(texts))
+    b = np.asarray(torch_model.embed_documents(texts))
+    assert a.shape == b.shape == (len(texts), 384)
+    cosines = (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert cosines.min() >= 0.99999, f"lowest cosine {cosines.min():.6f} on {texts[int(cosines.argmin())][:80]!r}"
+    query = np.asarray(onnx.embed_query(texts[0]))
+    assert np.allclose(query, a[0], atol=1e-5)
+    assert np.isclose(np.linalg.norm(query), 1.0, atol=1e-5)
+
+
+def test_the_graph_is_exported_once_and_reused(settings: Settings) -> None:
+    make_embeddings(settings)
+    graph = onnx_dir(settings) / ONNX_FILE
+    digest = hashlib.sha256(graph.read_bytes()).hexdigest()
+    stamp = graph.stat().st_mtime_ns
+    make_embeddings(settings)
+    assert graph.stat().st_mtime_ns == stamp
+    assert hashlib.sha256(graph.read_bytes()).hexdigest() == digest
+    assert not list(graph.parent.glob(".*.partial")), "an unfinished export was left behind"
+
+
+def test_a_serving_process_never_loads_torch_and_never_writes_the_live_build(
+    settings: Settings, assistant: Assistant
+) -> None:
+    build = live_build(settings.index_dir)
+    assert build is not None
+
+    def fingerprint() -> dict[str, str]:
+        files = sorted(p for p in build.path.rglob("*") if p.is_file() and "decisions" not in p.parts)
+        return {str(p.relative_to(build.path)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+    before = fingerprint()
+    script = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+        from assistant import Assistant, load_settings
+        settings = load_settings(
+            corpus_dir=Path(sys.argv[1]), index_dir=Path(sys.argv[2]), data_dir=Path(sys.argv[3])
+        )
+        answer = Assistant(settings).ask("Does Spotify allow extracting stems from its songs?")
+        assert answer.answered and answer.citations, answer
+        loaded = sorted(m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules)
+        print("loaded:" + ",".join(loaded))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            str(settings.corpus_dir),
+            str(settings.index_dir),
+            str(settings.data_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PROJECT_ROOT,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "loaded:\n" in result.stdout or result.stdout.strip().endswith("loaded:"), result.stdout
+    assert fingerprint() == before, "opening the index for serving changed the live build's files"
+
+
+@pytest.mark.parametrize("texts", [[], [""], ["a" * 20_000]])
+def test_edge_inputs_give_unit_vectors_or_nothing(settings: Settings, texts: list[str]) -> None:
+    embeddings = make_embeddings(settings)
+    vectors = embeddings.embed_documents(texts)
+    assert len(vectors) == len(texts)
+    for vector in vectors:
+        assert len(vector) == 384
+        assert np.isclose(np.linalg.norm(vector), 1.0, atol=1e-4)
