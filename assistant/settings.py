@@ -266,6 +266,16 @@ class Settings(BaseSettings):
         "client, so no caller can rotate its address past the rate limit.",
     )
     rate_limit_per_minute: int = Field(default=30, ge=1, description="Requests per minute allowed per client.")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description="Server processes answering on the one port ('assistant serve --workers N'). Python answers "
+        "one question at a time per process, so a machine with N cores answers up to N at once with N workers "
+        "(docs/performance.md). The index is built and fitted once, before the workers start, and each worker "
+        "reads it without writing to it. Each worker keeps its own rate-limit counts unless a shared store is "
+        "configured.",
+    )
     concurrency_limit: int = Field(default=4, ge=1, description="Answers computed at once by the chat UI queue.")
     queue_max_size: int = Field(
         default=64,
