@@ -171,18 +171,8 @@ class AssistantService:
         except StoreError as error:
             log.error("Answer %s not recorded: %s", answer.answer_id, error)
 
-    def feedback(
-        self,
-        answer_id: str,
-        vote: Vote,
-        comment: str | None = None,
-        question: str | None = None,
-        answer: str | None = None,
-    ) -> FeedbackRecord:
-        """Store a vote on an answer this service gave, with the service's own copy of question and answer.
-
-        ``question`` and ``answer`` are what a client may still send; they are never trusted or stored.
-        """
+    def feedback(self, answer_id: str, vote: Vote, comment: str | None = None) -> FeedbackRecord:
+        """Store a vote on an answer this service (any replica) gave, with its own copy of question and answer."""
         check_answer_id(answer_id)
         check_vote(vote)
         issued = self.store.get_answer(answer_id)

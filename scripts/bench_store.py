@@ -47,7 +47,7 @@ def bench_store(label: str, settings: Settings, runs: int) -> None:
             store.record_answer(IssuedAnswer(answer_id=ids[n], question=QUESTION, answer="An answer. [1]"), logged)
 
         measure(f"{label}: answer + question-log line", runs, record)
-        measure(f"{label}: feedback (look-up + upsert)", runs, lambda n: store.record_feedback(ids[n], "q", "a", "up"))
+        measure(f"{label}: feedback (upsert, read back)", runs, lambda n: store.record_feedback(ids[n], "q", "a", "up"))
     finally:
         store.close()
 
