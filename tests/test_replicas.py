@@ -12,6 +12,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -68,6 +69,8 @@ def replicas(
                 port,
                 ASSISTANT_DATABASE_URL=database_url,
                 ASSISTANT_REDIS_URL=redis_server.url,
+                # Sharing is under test here, not the time-out: a busy CI machine must not push a check past it.
+                ASSISTANT_REDIS_TIMEOUT="2",
                 ASSISTANT_RATE_LIMIT_PER_MINUTE=str(RATE_LIMIT),
                 ASSISTANT_TRUSTED_PROXIES='["127.0.0.1"]',
             )
@@ -194,3 +197,34 @@ def test_kill_9_of_a_replica_loses_no_acknowledged_feedback(replicas: Replicas) 
     assert after["answered"] is True
     with client(replicas.first) as first:
         assert first.post("/api/feedback", json={"answer_id": answers[1]["answer_id"], "vote": "up"}).status_code == 200
+
+
+def test_a_replica_whose_redis_is_unreachable_still_limits_and_answers_json(
+    settings: Any, postgres: Postgres, tmp_path: Path, corpus: Corpus
+) -> None:
+    """Nothing listens at the Redis URL: the server counts in-process, answers 429 as JSON, logs one line."""
+    port = free_port()
+    env = server_env(
+        settings.index_dir,
+        tmp_path / "data",
+        port,
+        ASSISTANT_DATABASE_URL=postgres.new_database(),
+        ASSISTANT_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        ASSISTANT_RATE_LIMIT_PER_MINUTE="3",
+    )
+    server = ServerProcess(port=port, env=env, log_path=tmp_path / "server.log").start()
+    try:
+        server.wait_ready()
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            answered = http.post("/api/ask", json={"question": QUESTIONS[0]})
+            responses = [http.post("/api/ask", json={"question": ""}) for _ in range(3)]
+            assert http.get("/api/health").status_code == 200
+    finally:
+        server.stop()
+    assert answered.status_code == 200 and answered.json()["answered"] is True
+    assert [response.status_code for response in responses] == [400, 400, 429]
+    limited = responses[-1]
+    assert limited.headers["content-type"].startswith("application/json")
+    assert limited.json()["error"] == "rate_limited" and limited.json()["disclaimer"] == corpus.disclaimer
+    log = (tmp_path / "server.log").read_text()
+    assert log.count("Redis unreachable") == 1
