@@ -48,15 +48,17 @@ class FeedbackRequest(BaseModel):
     vote: Vote = Field(description="'up' or 'down'.")
     comment: str | None = Field(default=None, description=f"Optional comment, at most {MAX_COMMENT_CHARS} characters.")
     question: str | None = Field(
-        default=None, description="The question; only needed when the server no longer remembers the answer."
+        default=None,
+        description="Ignored (accepted for older clients): the service stores its own copy of the question.",
     )
     answer: str | None = Field(
-        default=None, description="The answer text; only needed when the server no longer remembers the answer."
+        default=None,
+        description="Ignored (accepted for older clients): the service stores its own copy of the answer.",
     )
 
 
 class FeedbackResponse(BaseModel):
-    """Sent only once the feedback is committed to disk."""
+    """Sent only once the feedback is committed to the database."""
 
     saved: bool = Field(description="Always true: the vote is stored.")
     answer_id: str
@@ -158,10 +160,14 @@ def build_router(service: AssistantService) -> APIRouter:
             return JSONResponse(body.model_dump(), status_code=status)
         return answer
 
-    @router.post("/feedback", response_model=FeedbackResponse, responses=ERROR_RESPONSES)
+    unknown_answer: dict[int | str, dict[str, Any]] = {
+        404: {"model": ErrorResponse, "description": "An answer this service never gave"}
+    }
+
+    @router.post("/feedback", response_model=FeedbackResponse, responses={**ERROR_RESPONSES, **unknown_answer})
     def feedback(request: FeedbackRequest) -> FeedbackResponse:
-        """Store a thumbs up/down with an optional comment; answered only after it is on disk."""
-        record = service.feedback(request.answer_id, request.vote, request.comment, request.question, request.answer)
+        """Store a thumbs up/down with an optional comment on an answer this service gave; answered once committed."""
+        record = service.feedback(request.answer_id, request.vote, request.comment)
         return FeedbackResponse(
             saved=True,
             answer_id=record.answer_id,

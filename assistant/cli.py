@@ -1,4 +1,4 @@
-"""The ``assistant`` command line: build the index, ask, serve, evaluate.
+"""The ``assistant`` command line: build the index, ask, serve, evaluate, list what is not covered.
 
 Domain errors are turned into a message and exit code 2 here, once.
 """
@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
+from rich.text import Text
 
 from assistant.errors import AssistantError
 from assistant.settings import Settings, load_settings
@@ -201,6 +202,43 @@ def serve(
         run_server(_settings(), host=host, port=port, workers=workers)
     except AssistantError as error:
         raise _fail(error) from None
+
+
+@app.command()
+def gaps(
+    top: Annotated[int, typer.Option(min=1, max=100, help="How many topics to list.")] = 10,
+    examples: Annotated[int, typer.Option(min=0, max=10, help="Example questions shown per topic.")] = 3,
+    last: Annotated[int, typer.Option(min=1, help="How many of the latest declined questions to group.")] = 10_000,
+) -> None:
+    """List the topics users ask about that the corpus does not cover, from the question log (redacted)."""
+    from assistant.gaps import uncovered_topics
+    from assistant.store import open_store
+
+    settings = _settings()
+    try:
+        store = open_store(settings)
+        try:
+            declined = [entry.question for entry in store.questions(covered=False, limit=last)]
+            answered = len(store.questions(covered=True, limit=last))
+        finally:
+            store.close()
+    except AssistantError as error:
+        raise _fail(error) from None
+    if not declined:
+        note = "" if settings.question_log else " (the question log is off: ASSISTANT_QUESTION_LOG=false)"
+        out.print(f"No declined questions in the log{note}; {answered} answered.")
+        return
+    table = Table(
+        title=f"Top uncovered topics: {len(declined)} declined questions ({answered} answered), by shared term"
+    )
+    table.add_column("#", justify="right")
+    table.add_column("topic")
+    table.add_column("questions", justify="right")
+    table.add_column("examples (redacted)")
+    for number, topic in enumerate(uncovered_topics(declined, top=top, examples=examples), start=1):
+        # Questions are users' text: shown as plain text, never as Rich markup ("[email]" is a marker, not a style).
+        table.add_row(str(number), Text(topic.label), str(topic.count), Text("\n".join(topic.examples)))
+    out.print(table)
 
 
 @app.command("eval")

@@ -45,3 +45,9 @@ class DatasetError(AssistantError):
     """An eval dataset line is malformed; the message names the line and field."""
 
     status_code = 400
+
+
+class StoreError(AssistantError):
+    """The database that keeps answers, feedback and the question log cannot be opened or written."""
+
+    status_code = 503

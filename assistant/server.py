@@ -1,7 +1,7 @@
 """The one server: chat UI at ``/``, help widget, and HTTP API under ``/api``.
 
-:func:`create_app` wires the pieces (Gradio chat, API routes, widget, feedback
-store, limits and security headers) into one FastAPI app; :func:`run_server`
+:func:`create_app` wires the pieces (Gradio chat, API routes, widget, the store
+shared by replicas, limits and security headers) into one FastAPI app; :func:`run_server`
 serves it with uvicorn. The corpus (disclaimer, jurisdiction note) is loaded
 at once so every page and error can show it; the model and index load in the
 background, and until they are ready questions get 503 "not ready".
@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from assistant.api import ErrorResponse, build_router, install_error_handlers
 from assistant.corpus import load_corpus
 from assistant.errors import AssistantError
-from assistant.ratelimit import BodyLimitMiddleware, ErrorBody, RateLimiter, RateLimitMiddleware, send_json
+from assistant.ratelimit import BodyLimitMiddleware, ErrorBody, RateLimitMiddleware, make_limiter, send_json
 from assistant.service import AssistantService
 from assistant.settings import Settings
 from assistant.ui import mount_chat
@@ -178,7 +178,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
     # Added innermost first: headers wrap everything, CORS answers preflights before limits apply.
     app.add_middleware(
         RateLimitMiddleware,
-        limiter=RateLimiter(settings.rate_limit_per_minute),
+        limiter=make_limiter(settings),
         prefixes=LIMITED_PREFIXES,
         error_body=disclaimed,
     )

@@ -1,7 +1,8 @@
-"""What the API, the chat UI and the widget share: the assistant, answer slots and feedback.
+"""What the API, the chat UI and the widget share: the assistant, answer slots and the store.
 
 The server builds one :class:`AssistantService` and loads the assistant in the background; the routes and
-pages only receive the service.
+pages only receive the service. Everything that must outlive a request (answers given, feedback, the question
+log) goes to the store, shared by every replica, so the service itself holds no state a replica could lose.
 """
 
 from __future__ import annotations
@@ -9,14 +10,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from assistant.corpus import Corpus
-from assistant.errors import AssistantError, IndexNotReadyError
-from assistant.feedback import FeedbackRecord, FeedbackStore, RecentAnswers, Vote, check_answer_id
+from assistant.errors import AssistantError, IndexNotReadyError, StoreError
+from assistant.feedback import FeedbackRecord, UnknownAnswerError, Vote, check_answer_id, check_vote
+from assistant.redact import redact
 from assistant.settings import Settings
+from assistant.store import IssuedAnswer, LoggedQuestion, Store, open_store
 
 if TYPE_CHECKING:
     from assistant.assistant import Assistant
@@ -28,6 +32,10 @@ SLOT_WAIT_SECONDS = 60.0
 
 
 BUSY_MESSAGE = "The assistant is busy right now; please try again in a minute."
+UNKNOWN_ANSWER = (
+    "This service never gave an answer with this id, so the feedback was not saved. Vote on an answer using the "
+    "answer_id that /api/ask (or the chat) returned with it."
+)
 
 
 class ServerBusyError(AssistantError):
@@ -74,13 +82,14 @@ class AnswerSlots:
 
 
 class AssistantService:
-    """What the API and the chat UI share: the assistant, answer slots and feedback."""
+    """What the API and the chat UI share: the assistant, answer slots and the store."""
 
-    def __init__(self, settings: Settings, corpus: Corpus, assistant: Assistant | None = None) -> None:
+    def __init__(
+        self, settings: Settings, corpus: Corpus, assistant: Assistant | None = None, store: Store | None = None
+    ) -> None:
         self.settings = settings
         self.corpus = corpus
-        self.feedback_store = FeedbackStore(settings.data_dir)
-        self.recent = RecentAnswers()
+        self.store: Store = store if store is not None else open_store(settings)
         self.slots = AnswerSlots(settings.concurrency_limit, settings.queue_max_size)
         self._assistant = assistant
         self._load_error: AssistantError | None = None
@@ -132,26 +141,44 @@ class AssistantService:
         raise IndexNotReadyError("The assistant is still loading its index; please try again in a minute.")
 
     def ask(self, question: str, history: Sequence[dict[str, Any] | Message] = ()) -> Answer:
-        """Answer one question within the concurrency limits, and remember it for feedback."""
+        """Answer one question within the concurrency limits; record it for feedback and in the question log."""
+        started = time.perf_counter()
         assistant = self.assistant()
         with self.slots.take():
             answer = assistant.ask(question, list(history))
         if answer.input_problem is None:
-            self.recent.remember(answer.answer_id, question, answer.answer)
+            self._record(question, answer, (time.perf_counter() - started) * 1000)
         return answer
 
-    def feedback(
-        self,
-        answer_id: str,
-        vote: Vote,
-        comment: str | None = None,
-        question: str | None = None,
-        answer: str | None = None,
-    ) -> FeedbackRecord:
-        """Store a vote on an answer; the server's own copy of the answer wins over what a client sends."""
+    def _record(self, question: str, answer: Answer, latency_ms: float) -> None:
+        """Keep the answer (so any replica accepts feedback on it) and its question-log line.
+
+        The reply is given even if the database is down: the user still gets the answer, feedback on it is
+        then refused as unknown, and the failure is logged.
+        """
+        issued = IssuedAnswer(answer_id=answer.answer_id, question=question, answer=answer.answer)
+        logged = None
+        if self.settings.question_log:
+            logged = LoggedQuestion(
+                question=redact(question, self.settings.redact_phone_regions),
+                covered=answer.answered,
+                sections=list(dict.fromkeys(f"{c.source_title} — {c.section}" for c in answer.citations)),
+                triggers=[escalation.trigger for escalation in answer.escalations],
+                latency_ms=round(latency_ms, 1),
+            )
+        try:
+            self.store.record_answer(issued, logged)
+        except StoreError as error:
+            log.error("Answer %s not recorded: %s", answer.answer_id, error)
+
+    def feedback(self, answer_id: str, vote: Vote, comment: str | None = None) -> FeedbackRecord:
+        """Store a vote on an answer this service (any replica) gave, with its own copy of question and answer."""
         check_answer_id(answer_id)
-        known_question, known_answer = self.recent.resolve(answer_id, question, answer)
-        return self.feedback_store.record(answer_id, known_question, known_answer, vote, comment)
+        check_vote(vote)
+        issued = self.store.get_answer(answer_id)
+        if issued is None:
+            raise UnknownAnswerError(UNKNOWN_ANSWER)
+        return self.store.record_feedback(answer_id, issued.question, issued.answer, vote, comment)
 
     def health(self) -> dict[str, Any]:
         """Readiness, counts, model and version for ``GET /api/health``."""
@@ -164,8 +191,12 @@ class AssistantService:
                 "sources": len(self.corpus.sources),
                 "sections": len(self.corpus.sections),
             },
-            "feedback": {"answers_rated": self.feedback_store.count()},
+            "store": self.store.backend,
         }
+        try:
+            info["feedback"] = {"answers_rated": self.store.count_feedback()}
+        except StoreError as error:
+            info["feedback"] = {"answers_rated": None, "message": str(error)}
         if self._assistant is not None:
             # Where the index lives on this machine is nobody's business outside it.
             index_info = {k: v for k, v in self._assistant.index_info.items() if k != "path"}
@@ -176,5 +207,5 @@ class AssistantService:
         return info
 
     def close(self) -> None:
-        """Flush and close the feedback database."""
-        self.feedback_store.close()
+        """Flush and close the store."""
+        self.store.close()

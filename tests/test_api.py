@@ -22,8 +22,8 @@ from gradio_client.exceptions import AppError
 from server_fixtures import RATE_LIMIT, LiveServer, ServerProcess, free_port, live_server, server_env
 
 from assistant.corpus import Corpus
-from assistant.feedback import DB_NAME
 from assistant.schemas import Answer
+from assistant.store import DB_NAME
 
 __all__ = ["live_server"]
 

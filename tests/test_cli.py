@@ -82,3 +82,51 @@ def test_invalid_setting_is_reported(env: dict[str, str]) -> None:
     assert result.exit_code == 2
     assert "invalid ASSISTANT_* setting" in result.output
     assert "candidates" in result.output
+
+
+def _seed_question_log(data_dir: Path) -> None:
+    from assistant.store import IssuedAnswer, LoggedQuestion, open_store
+
+    store = open_store(Settings(_env_file=None, data_dir=data_dir))  # type: ignore[call-arg]
+    declined = [
+        "How is tax on streaming royalties paid?",
+        "Do I pay tax on my royalties abroad? Mail me at [email]",
+        "Is royalty income taxed twice?",
+        "Can I trademark my DJ name?",
+        "Trademark for a band name, call [phone]",
+        "What's the weather in Paris?",
+    ]
+    answered = ["Does Spotify allow stem extraction?"]
+    for n, question in enumerate(declined + answered):
+        covered = question in answered
+        store.record_answer(
+            IssuedAnswer(answer_id=f"{n:032x}", question=question, answer="..."),
+            LoggedQuestion(question=question, covered=covered, latency_ms=10.0),
+        )
+    store.close()
+
+
+def test_gaps_lists_uncovered_topics_with_counts_and_redacted_examples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+
+    monkeypatch.setattr("assistant.cli.out", Console(width=160))  # one table row per example line
+    _seed_question_log(tmp_path / "data")
+    result = runner.invoke(app, ["gaps", "--examples", "2"], env={"ASSISTANT_DATA_DIR": str(tmp_path / "data")})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "6 declined questions (1 answered)" in result.stdout
+    royalties = next(line for line in lines if "royalties" in line)
+    trademark = next(line for line in lines if "trademark" in line)
+    assert royalties.split("│")[1].strip() == "1" and royalties.split("│")[3].strip() == "3"
+    assert trademark.split("│")[1].strip() == "2" and trademark.split("│")[3].strip() == "2"
+    assert "[phone]" in result.stdout and "Mail me at [email]" in result.stdout  # markers shown as text
+    assert "Spotify" not in result.stdout  # answered questions are not gaps
+    assert "other" in result.stdout and "weather" in result.stdout
+
+
+def test_gaps_on_an_empty_log_says_so(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["gaps"], env={"ASSISTANT_DATA_DIR": str(tmp_path / "data")})
+    assert result.exit_code == 0, result.output
+    assert "No declined questions in the log; 0 answered." in result.stdout

@@ -29,7 +29,7 @@ from server_fixtures import (
 )
 
 from assistant.corpus import Corpus
-from assistant.feedback import DB_NAME
+from assistant.store import DB_NAME
 
 __all__ = ["live_server"]
 

@@ -14,7 +14,7 @@ import pytest
 from server_fixtures import FakeAssistant
 
 from assistant.corpus import load_corpus
-from assistant.errors import AssistantError, CorpusError, IndexNotReadyError
+from assistant.errors import AssistantError, CorpusError, IndexNotReadyError, StoreError
 from assistant.server import CLOSED_PREFIXES, INTERNAL_ERROR, ClosedRoutesMiddleware, check_origins, create_app
 from assistant.service import AnswerSlots, ServerBusyError
 from assistant.settings import Settings
@@ -80,8 +80,85 @@ def test_ask_returns_answer_fields_and_is_remembered_for_feedback(app: Any, fake
     assert data["escalations"][0]["trigger"] == "commercial_release"
     vote = request(app, "POST", "/api/feedback", json={"answer_id": data["answer_id"], "vote": "up"})
     assert vote.status_code == 200 and vote.json()["saved"] is True
-    stored = app.state.service.feedback_store.get(data["answer_id"])
+    stored = app.state.service.store.get_feedback(data["answer_id"])
     assert (stored.question, stored.answer, stored.vote) == ("Can I release it?", fake.answer_text, "up")
+
+
+def test_feedback_keeps_the_servers_text_and_refuses_answers_it_never_gave(app: Any, fake: FakeAssistant) -> None:
+    """The client's question and answer text are no longer trusted: the stored copy wins, invented ids are refused."""
+    data = request(app, "POST", "/api/ask", json={"question": "Can I sample?"}).json()
+    invented = {"question": "Something else entirely", "answer": "An answer the server never gave"}
+    vote = request(app, "POST", "/api/feedback", json={"answer_id": data["answer_id"], "vote": "down", **invented})
+    assert vote.status_code == 200
+    stored = app.state.service.store.get_feedback(data["answer_id"])
+    assert (stored.question, stored.answer) == ("Can I sample?", fake.answer_text)
+    refused = request(app, "POST", "/api/feedback", json={"answer_id": "b" * 32, "vote": "up", **invented})
+    assert refused.status_code == 404 and refused.json()["error"] == "unknown_answer"
+    assert refused.json()["disclaimer"] == fake.corpus.disclaimer
+    assert app.state.service.store.get_feedback("b" * 32) is None
+
+
+def test_question_log_keeps_the_redacted_question_and_what_happened(app: Any) -> None:
+    question = "Can I release it? Mail jane@example.com or call +44 20 7946 0958, see https://example.com/x"
+    assert request(app, "POST", "/api/ask", json={"question": question}).status_code == 200
+    request(app, "POST", "/api/ask", json={"question": ""})  # unusable input is not logged
+    (entry,) = app.state.service.store.questions()
+    assert entry.question == "Can I release it? Mail [email] or call [phone], see [url]"
+    assert entry.covered is True
+    assert entry.sections == ["U.S. Copyright Act — Exclusive Rights — § 106. Exclusive rights in copyrighted works"]
+    assert entry.triggers == ["commercial_release"]
+    assert entry.latency_ms >= 0 and entry.asked_at.endswith("+00:00")
+    assert "10.0.0.1" not in entry.model_dump_json()  # no client address
+
+
+def test_question_log_can_be_turned_off(tmp_path: Path, fake: FakeAssistant) -> None:
+    application = create_app(make_settings(tmp_path, question_log=False), fake)
+    try:
+        data = request(application, "POST", "/api/ask", json={"question": "Can I sample?"}).json()
+        assert application.state.service.store.questions() == []
+        vote = request(application, "POST", "/api/feedback", json={"answer_id": data["answer_id"], "vote": "up"})
+        assert vote.status_code == 200  # the answer itself is still recorded for feedback
+    finally:
+        application.state.service.close()
+
+
+class DownStore:
+    """The store's interface with the database gone (only for this unit test of the service's reaction)."""
+
+    backend = "postgresql"
+
+    def record_answer(self, issued: Any, logged: Any = None) -> None:
+        raise StoreError("The answer could not be recorded because the database is unavailable.")
+
+    def get_answer(self, answer_id: str) -> None:
+        raise StoreError("The database is unavailable right now; please try again in a minute.")
+
+    def record_feedback(self, *args: Any) -> Any:
+        raise AssertionError("never reached")
+
+    def get_feedback(self, answer_id: str) -> None:
+        return None
+
+    def count_feedback(self) -> int:
+        raise StoreError("The database is unavailable right now; please try again in a minute.")
+
+    def questions(self, covered: bool | None = None, limit: int = 10_000) -> list[Any]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_database_outage_still_answers_and_refuses_feedback_as_json(app: Any, fake: FakeAssistant) -> None:
+    app.state.service.store.close()
+    app.state.service.store = DownStore()
+    answer = request(app, "POST", "/api/ask", json={"question": "Can I sample?"})
+    assert answer.status_code == 200 and answer.json()["disclaimer"] == fake.corpus.disclaimer
+    vote = request(app, "POST", "/api/feedback", json={"answer_id": answer.json()["answer_id"], "vote": "up"})
+    assert vote.status_code == 503 and vote.headers["retry-after"]
+    assert "try again" in vote.json()["message"] and vote.json()["disclaimer"] == fake.corpus.disclaimer
+    health = request(app, "GET", "/api/health").json()
+    assert health["feedback"]["answers_rated"] is None and health["store"] == "postgresql"
 
 
 @pytest.mark.parametrize(
@@ -111,7 +188,7 @@ def test_malformed_json_and_unknown_routes_are_json_errors(app: Any) -> None:
     assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
     assert request(app, "GET", "/api/nothing").json()["error"] == "not_found"
     unknown = request(app, "POST", "/api/feedback", json={"answer_id": "a" * 32, "vote": "up"})
-    assert unknown.status_code == 404 and "no longer known" in unknown.json()["message"]
+    assert unknown.status_code == 404 and "never gave an answer with this id" in unknown.json()["message"]
 
 
 def test_not_ready_assistant_gives_503_and_health_says_so(settings_: Settings) -> None:

@@ -154,14 +154,14 @@ def test_votes_and_comments_are_stored_for_the_right_answer(service: AssistantSe
     first, second = state["turns"]
     box, _, status, state = handlers.vote(state, like(second["index"], False))
     assert box["visible"] is True and status == "Feedback saved."
-    stored = service.feedback_store.get(second["answer_id"])
+    stored = service.store.get_feedback(second["answer_id"])
     assert (stored.question, stored.vote) == ("second question", "down")
     handlers.comment("Quote the statute instead", state)
-    assert service.feedback_store.get(second["answer_id"]).comment == "Quote the statute instead"
+    assert service.store.get_feedback(second["answer_id"]).comment == "Quote the statute instead"
     handlers.vote(state, like(first["index"], True))
-    assert service.feedback_store.get(first["answer_id"]).vote == "up"
+    assert service.store.get_feedback(first["answer_id"]).vote == "up"
     handlers.vote(state, like(first["index"], ""))  # clearing a vote stores nothing new
-    assert service.feedback_store.count() == 2
+    assert service.store.count_feedback() == 2
 
 
 def test_the_page_has_jurisdiction_note_starters_feedback_and_disclaimer(service: AssistantService) -> None:
