@@ -25,6 +25,7 @@ DISCLAIMER_HEADING = "Legal Disclaimer"
 ESCALATION_HEADING = "When to Ask a Lawyer"
 JURISDICTION_HEADING = "Jurisdiction Note"
 SOURCES_HEADING = "Sources"
+CHECKLIST_HEADING = "Practical Checklist"
 
 # The five "When to Ask a Lawyer" bullets, in the article's order, get these ids.
 # Only the ids live here; the wording is always read from the article.
@@ -137,6 +138,15 @@ class Corpus:
                 f"{len(ESCALATION_TRIGGER_IDS)}. Update ESCALATION_TRIGGER_IDS to match the article."
             )
         return [EscalationTrigger(id=i, text=t) for i, t in zip(ESCALATION_TRIGGER_IDS, bullets, strict=True)]
+
+    @cached_property
+    def checklist(self) -> list[str]:
+        """The article's Practical Checklist items, verbatim, in its order."""
+        body = self.article_section(CHECKLIST_HEADING).text
+        items = [match.group("text") for match in _BULLET.finditer(body)]
+        if not items:
+            raise CorpusError(f"'{CHECKLIST_HEADING}' has no '- ' items; restore it from the shared corpus.")
+        return items
 
     @cached_property
     def urls(self) -> frozenset[str]:

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from assistant.brief import Brief, RecentTurns, build_brief
 from assistant.corpus import Corpus
 from assistant.errors import AssistantError, IndexNotReadyError
 from assistant.feedback import FeedbackRecord, FeedbackStore, RecentAnswers, Vote, check_answer_id
@@ -81,6 +82,7 @@ class AssistantService:
         self.corpus = corpus
         self.feedback_store = FeedbackStore(settings.data_dir)
         self.recent = RecentAnswers()
+        self.turns = RecentTurns(settings.briefs_remembered)
         self.slots = AnswerSlots(settings.concurrency_limit, settings.queue_max_size)
         self._assistant = assistant
         self._load_error: AssistantError | None = None
@@ -138,7 +140,12 @@ class AssistantService:
             answer = assistant.ask(question, list(history))
         if answer.input_problem is None:
             self.recent.remember(answer.answer_id, question, answer.answer)
+            self.turns.remember(question, answer, history)
         return answer
+
+    def brief(self, answer_id: str) -> Brief:
+        """The lawyer's brief for a recent answer and the conversation that led to it."""
+        return build_brief(self.corpus, self.turns.conversation(answer_id))
 
     def feedback(
         self,

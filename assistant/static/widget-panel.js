@@ -255,6 +255,13 @@
       reply.appendChild(disclaimerNode(answer.disclaimer));
     }
     reply.appendChild(feedbackNode(answer, question));
+    if (answer.answer_id) {
+      var brief = el("a", "brief", "Prepare a brief for a lawyer");
+      brief.href = "api/brief/" + encodeURIComponent(answer.answer_id) + "?format=html";
+      brief.target = "_blank";
+      brief.rel = "noopener";
+      reply.appendChild(brief);
+    }
     return reply;
   }
 
@@ -352,4 +359,12 @@
       window.parent.postMessage("stem-help:close", "*");
     }
   });
+  // Inside the host page's frame, a labelled Close button (on a phone the panel covers the whole screen).
+  var closeButton = document.getElementById("close");
+  if (window.parent !== window) {
+    closeButton.hidden = false;
+    closeButton.addEventListener("click", function () {
+      window.parent.postMessage("stem-help:close", "*");
+    });
+  }
 })();

@@ -1,0 +1,173 @@
+/*
+ * The chat page's own behaviour on top of Gradio's chatbot (loaded from the page head):
+ *  - a new reply scrolls so that the answer's first line is at the top of the conversation (not its end);
+ *  - [n] markers in an answer become buttons that open, show and focus source card n of the same reply;
+ *  - a source card's toggle is one control named by its title, with aria-expanded (Gradio nests an unnamed
+ *    icon button inside it, which is made inert);
+ *  - the starter questions' list holds only list items.
+ * Nothing here changes what a reply says: it only adds behaviour and accessibility attributes to Gradio's markup.
+ */
+(function () {
+  "use strict";
+
+  var MARKER = /\[(\d+)\]/g;
+  var rowsSeen = 0;
+
+  function scroller(node) {
+    for (var el = node.parentElement; el; el = el.parentElement) {
+      var overflow = window.getComputedStyle(el).overflowY;
+      if ((overflow === "auto" || overflow === "scroll") && el.scrollHeight > el.clientHeight) {
+        return el;
+      }
+    }
+    return null;
+  }
+
+  function showAtTop(node) {
+    var box = scroller(node);
+    if (box) {
+      box.scrollTop += node.getBoundingClientRect().top - box.getBoundingClientRect().top - 8;
+    }
+  }
+
+  function cardToggles(row) {
+    return Array.prototype.slice.call(row.querySelectorAll('.thought-group > [role="button"]'));
+  }
+
+  function isOpen(toggle) {
+    return toggle.classList.contains("expanded");
+  }
+
+  function fixToggles(chat) {
+    chat.querySelectorAll('.thought-group > [role="button"]').forEach(function (toggle) {
+      var arrow = toggle.querySelector(".arrow");
+      if (arrow && !arrow.inert) {
+        // The arrow is drawn as an unnamed button inside the toggle: made inert (no focus, not in the
+        // accessibility tree, clicks fall through to the toggle), so the toggle is the one control,
+        // named by the card's title.
+        arrow.inert = true;
+      }
+      var expanded = String(isOpen(toggle));
+      if (toggle.getAttribute("aria-expanded") !== expanded) {
+        toggle.setAttribute("aria-expanded", expanded);
+      }
+    });
+  }
+
+  function fixExamples(chat) {
+    chat.querySelectorAll(".examples").forEach(function (list) {
+      if (list.getAttribute("role") === "list") {
+        Array.prototype.forEach.call(list.children, function (child) {
+          if (!child.getAttribute("role")) {
+            var item = document.createElement("div");
+            item.setAttribute("role", "listitem");
+            list.replaceChild(item, child);
+            item.appendChild(child);
+          }
+        });
+      }
+    });
+  }
+
+  function linkMarkers(chat) {
+    chat.querySelectorAll(".bot-row .message:not(.thought) .message-content .md").forEach(function (answer) {
+      var walker = document.createTreeWalker(answer, NodeFilter.SHOW_TEXT);
+      var texts = [];
+      while (walker.nextNode()) {
+        if (MARKER.test(walker.currentNode.nodeValue) && !walker.currentNode.parentElement.closest(".cite")) {
+          texts.push(walker.currentNode);
+        }
+        MARKER.lastIndex = 0;
+      }
+      texts.forEach(function (text) {
+        var value = text.nodeValue;
+        var fragment = document.createDocumentFragment();
+        var last = 0;
+        var match;
+        MARKER.lastIndex = 0;
+        while ((match = MARKER.exec(value)) !== null) {
+          fragment.appendChild(document.createTextNode(value.slice(last, match.index)));
+          var cite = document.createElement("button");
+          cite.type = "button";
+          cite.className = "cite";
+          cite.textContent = match[0];
+          cite.setAttribute("data-n", match[1]);
+          cite.setAttribute("aria-label", match[0] + " Go to source " + match[1]);
+          fragment.appendChild(cite);
+          last = MARKER.lastIndex;
+        }
+        fragment.appendChild(document.createTextNode(value.slice(last)));
+        text.parentNode.replaceChild(fragment, text);
+      });
+    });
+  }
+
+  function openCard(cite) {
+    var row = cite.closest(".message-row");
+    var n = cite.getAttribute("data-n");
+    var toggle = row && cardToggles(row).filter(function (candidate) {
+      return candidate.textContent.trim().indexOf("[" + n + "]") === 0;
+    })[0];
+    if (!toggle) {
+      return;
+    }
+    if (!isOpen(toggle)) {
+      toggle.click();
+    }
+    toggle.focus({ preventScroll: true });
+    window.requestAnimationFrame(function () {
+      showAtTop(toggle);
+    });
+  }
+
+  function scrollNewReply(chat) {
+    var rows = chat.querySelectorAll(".message-row");
+    if (rows.length === rowsSeen) {
+      return;
+    }
+    var grew = rows.length > rowsSeen;
+    rowsSeen = rows.length;
+    var last = rows[rows.length - 1];
+    if (grew && last && last.classList.contains("bot-row")) {
+      showAtTop(last);
+    }
+  }
+
+  function watch(chat) {
+    var pending = false;
+    new MutationObserver(function () {
+      if (pending) {
+        return;
+      }
+      pending = true;
+      window.requestAnimationFrame(function () {
+        pending = false;
+        fixExamples(chat);
+        fixToggles(chat);
+        linkMarkers(chat);
+        scrollNewReply(chat);
+      });
+    }).observe(chat, { subtree: true, childList: true, characterData: true, attributes: true,
+      attributeFilter: ["style"] });
+    chat.addEventListener("click", function (event) {
+      var cite = event.target.closest && event.target.closest("button.cite");
+      if (cite) {
+        event.preventDefault();
+        event.stopPropagation();
+        openCard(cite);
+      }
+    }, true);
+    fixExamples(chat);
+    fixToggles(chat);
+  }
+
+  function start() {
+    var chat = document.getElementById("chat");
+    if (chat) {
+      watch(chat);
+      return;
+    }
+    window.setTimeout(start, 100);
+  }
+  start();
+})();
