@@ -92,7 +92,7 @@
           cite.className = "cite";
           cite.textContent = match[0];
           cite.setAttribute("data-n", match[1]);
-          cite.setAttribute("aria-label", match[0] + " Go to source " + match[1]);
+          cite.setAttribute("aria-label", "Go to source " + match[0]);
           fragment.appendChild(cite);
           last = MARKER.lastIndex;
         }
