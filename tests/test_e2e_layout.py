@@ -12,6 +12,7 @@ the screen stretches the box that ``position: fixed`` is measured against. Scree
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -124,6 +125,37 @@ def assert_in_view(target: Page | Frame, selector: str, within: str | None = Non
     assert inside, f"{selector} is not in view"
 
 
+def assert_at_top(target: Page | Frame, selector: str) -> None:
+    """The element's top is at the top of the box that scrolls it, unless that box cannot scroll any further.
+
+    Polled for up to five seconds: the reply's last cards are laid out after its text.
+    """
+    for _ in range(25):
+        gap = scroll_gap(target, selector)
+        if -2 <= gap <= 24:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{selector} starts {gap}px below the top of its scrolling box")
+
+
+def scroll_gap(target: Page | Frame, selector: str) -> float:
+    """How far below the top of its scrolling box the element starts (0 when the box is scrolled to its end)."""
+    gap = target.evaluate(
+        """selector => {
+          const el = document.querySelector(selector);
+          let box = el.parentElement;
+          while (box && !(['auto', 'scroll'].includes(getComputedStyle(box).overflowY)
+                          && box.scrollHeight > box.clientHeight)) box = box.parentElement;
+          if (!box) return 0;
+          const atEnd = box.scrollTop >= box.scrollHeight - box.clientHeight - 1;
+          const gap = el.getBoundingClientRect().top - box.getBoundingClientRect().top;
+          return atEnd && gap > 0 ? 0 : gap;
+        }""",
+        selector,
+    )
+    return float(gap)
+
+
 def press_until(page: Page, key: str, focused: str, frame: Frame | None = None, limit: int = 60) -> None:
     """Press ``key`` until the focused element matches ``focused`` (in ``frame`` when given); bounded."""
     target = frame or page
@@ -183,8 +215,8 @@ def test_chat_layout_keyboard_and_accessibility(
         page.keyboard.press("Enter")
         expect(page.locator("#chat")).to_contain_text(corpus.disclaimer)
         expect(page.locator("#brief a")).to_be_visible()
-        page.wait_for_timeout(300)  # let the last scroll settle (no assertion depends on timing)
         answer = '#chat .bot-row [data-testid="bot"]'
+        assert_at_top(page, "#chat .bot-row")
         assert_in_view(page, answer, within="#chat")
         assert_in_view(page, "#question textarea")
         assert overflow(page) == {"sideways": 0, "outside": []}
@@ -257,7 +289,7 @@ def test_widget_layout_keyboard_and_accessibility(browser: Browser, host_site: s
         reply = frame.locator(".reply").first
         expect(reply.locator(".disclaimer")).to_contain_text(corpus.disclaimer)
         expect(reply.locator(".notice")).to_contain_text("commercially release")
-        page.wait_for_timeout(300)
+        assert_at_top(frame, ".reply")
         assert_in_view(frame, ".reply .answer", within="#log")
         assert_in_view(frame, "#question")
         assert overflow(frame) == {"sideways": 0, "outside": []}

@@ -120,17 +120,37 @@
     });
   }
 
+  // A new reply is pinned with its first line at the top while it streams in and its cards are added, until it
+  // is complete (its disclaimer is there) or the person scrolls themselves.
+  var pinned = null;
+  var releasing = 0;
+
   function scrollNewReply(chat) {
     var rows = chat.querySelectorAll(".message-row");
-    if (rows.length === rowsSeen) {
+    if (rows.length > rowsSeen && rows[rows.length - 1].classList.contains("bot-row")) {
+      unpin();
+      pinned = rows.length - 1;
+    }
+    rowsSeen = rows.length;
+    if (pinned === null || !rows[pinned]) {
+      pinned = null;
       return;
     }
-    var grew = rows.length > rowsSeen;
-    rowsSeen = rows.length;
-    var last = rows[rows.length - 1];
-    if (grew && last && last.classList.contains("bot-row")) {
-      showAtTop(last);
+    showAtTop(rows[pinned]);
+    if (rows[pinned].querySelector("small strong") && !releasing) {
+      // Complete: the cards and notices below may still be laid out (Gradio renders Markdown asynchronously),
+      // which is what lets the box scroll that far; keep the reply in place a moment longer.
+      releasing = window.setTimeout(function () {
+        releasing = 0;
+        pinned = null;
+      }, 1500);
     }
+  }
+
+  function unpin() {
+    pinned = null;
+    window.clearTimeout(releasing);
+    releasing = 0;
   }
 
   function watch(chat) {
@@ -149,6 +169,9 @@
       });
     }).observe(chat, { subtree: true, childList: true, characterData: true, attributes: true,
       attributeFilter: ["style"] });
+    ["wheel", "touchmove", "keydown"].forEach(function (name) {
+      chat.addEventListener(name, unpin, { passive: true });
+    });
     chat.addEventListener("click", function (event) {
       var cite = event.target.closest && event.target.closest("button.cite");
       if (cite) {
