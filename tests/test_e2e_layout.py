@@ -314,3 +314,18 @@ def test_widget_layout_keyboard_and_accessibility(browser: Browser, host_site: s
         assert page.evaluate("document.activeElement.shadowRoot.activeElement.className") == "launcher"
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("color", ["#ffd700", "#0b6e4f"])
+def test_widget_reads_in_a_light_or_dark_site_colour(browser: Browser, live_server: LiveServer, color: str) -> None:
+    """Text on the site's colour, and the colour used as text, keep AA contrast (axe's color-contrast)."""
+    context = new_context(browser, 390)
+    page = context.new_page()
+    try:
+        page.goto(f"{live_server.url}/widget?title=Help&color={color.replace('#', '%23')}")
+        page.locator("#question").fill("Can I use stems from Spotify or YouTube in a remix?")
+        page.locator("#question").press("Enter")
+        expect(page.locator(".reply .disclaimer").first).to_be_visible()
+        assert blocking_violations(page) == []
+    finally:
+        context.close()

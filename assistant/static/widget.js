@@ -50,7 +50,7 @@
     "  bottom: calc(" + gap + " + env(safe-area-inset-bottom, 0px) + var(--vv-bottom, 0px));",
     "  " + side + ": calc(" + gap + " + env(safe-area-inset-" + side + ", 0px) + var(--vv-" + side + ", 0px));",
     "  width: 56px; height: 56px; margin: 0; padding: 0; border-radius: 50%; border: 2px solid #fff; cursor: pointer;",
-    "  background: var(--accent); color: #fff; font: 600 24px/1 system-ui, sans-serif;",
+    "  background: var(--accent); color: var(--on-accent, #fff); font: 600 24px/1 system-ui, sans-serif;",
     "  box-shadow: 0 4px 14px rgba(0,0,0,.28); }",
     ".launcher:focus-visible { outline: 3px solid #000; outline-offset: 3px; box-shadow: 0 0 0 6px #fff; }",
     ".panel { position: fixed; z-index: 2147483647; box-sizing: border-box;",
@@ -76,6 +76,19 @@
   launcher.type = "button";
   launcher.className = "launcher";
   launcher.style.setProperty("--accent", color);
+  // The "?" is white or near-black on the site's colour, whichever has more contrast (a named colour counts as dark).
+  var hex = /^#([0-9a-f]{3}|[0-9a-f]{6})$/i.test(color) ? color.slice(1) : "";
+  if (hex.length === 3) {
+    hex = hex.replace(/(.)/g, "$1$1");
+  }
+  if (hex) {
+    var light = [0, 2, 4].map(function (at) {
+      var c = parseInt(hex.slice(at, at + 2), 16) / 255;
+      return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4);
+    });
+    var lum = 0.2126 * light[0] + 0.7152 * light[1] + 0.0722 * light[2];
+    launcher.style.setProperty("--on-accent", 1.05 / (lum + 0.05) >= (lum + 0.05) / 0.066 ? "#fff" : "#1d2230");
+  }
   launcher.setAttribute("aria-label", "Open help: " + title);
   launcher.setAttribute("aria-expanded", "false");
   launcher.setAttribute("aria-controls", "stem-help-panel");
