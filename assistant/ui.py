@@ -330,7 +330,9 @@ def build_chat(service: AssistantService) -> gr.Blocks:
             concurrency_limit=None,
         )
         for answered in (asked, picked):
-            answered.then(handlers.brief_link, [state], [brief], api_visibility="private", queue=False)
+            answered.then(
+                handlers.brief_link, [state], [brief], api_visibility="private", queue=False, show_progress="hidden"
+            )
         feedback_outputs = [comment_box, comment, status, state]
         chatbot.like(handlers.vote, [state], feedback_outputs, api_visibility="private", show_progress="hidden")
         for trigger in (save_comment.click, comment.submit):
