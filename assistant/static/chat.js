@@ -28,6 +28,11 @@
     if (box) {
       box.scrollTop += node.getBoundingClientRect().top - box.getBoundingClientRect().top - 8;
     }
+    // On a short screen (or zoomed in) the page itself may have scrolled past the conversation's top.
+    var top = node.getBoundingClientRect().top;
+    if (top < 0) {
+      window.scrollBy(0, top - 8);
+    }
   }
 
   function cardToggles(row) {
