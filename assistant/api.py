@@ -10,14 +10,15 @@ history) change nothing on the server.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from assistant.brief import BriefResponse, to_html, to_markdown
 from assistant.errors import AssistantError, InputError
 from assistant.feedback import MAX_COMMENT_CHARS, Vote
 from assistant.schemas import Answer, Message
@@ -89,6 +90,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {
         400: "Bad input or malformed body",
+        404: "Unknown answer id",
         413: "Question or body too long",
         429: "Rate limited (see Retry-After)",
         503: "Index not ready, or server busy",
@@ -145,7 +147,7 @@ def install_error_handlers(app: FastAPI, service: AssistantService) -> None:
 
 
 def build_router(service: AssistantService) -> APIRouter:
-    """``POST /api/ask``, ``POST /api/feedback``, ``GET /api/health``."""
+    """``POST /api/ask``, ``POST /api/feedback``, ``GET /api/brief/{answer_id}``, ``GET /api/health``."""
     router = APIRouter(prefix="/api", tags=["assistant"])
 
     @router.post("/ask", response_model=Answer, responses=ERROR_RESPONSES)
@@ -176,6 +178,28 @@ def build_router(service: AssistantService) -> APIRouter:
             updated_at=record.updated_at,
         )
 
+    @router.get("/brief/{answer_id}", response_model=BriefResponse, responses=ERROR_RESPONSES)
+    def brief(
+        answer_id: str,
+        format: Literal["json", "html", "markdown"] = Query(
+            default="json",
+            description="json: the brief's parts and its Markdown; html: a printable page; markdown: a .md file.",
+        ),
+    ) -> BriefResponse | HTMLResponse | PlainTextResponse:
+        """A one-page brief to take to a lawyer, for a recent answer and the conversation before it.
+
+        It holds the user's questions, the lawyer notices, the cited passages with their links, the article's
+        checklist and the disclaimer: nothing the user or the corpus did not write.
+        """
+        made = service.brief(answer_id)
+        headers = {"cache-control": "no-store"}
+        if format == "html":
+            return HTMLResponse(to_html(made), headers=headers)
+        if format == "markdown":
+            headers["content-disposition"] = f'attachment; filename="brief-{made.answer_id}.md"'
+            return PlainTextResponse(to_markdown(made), media_type="text/markdown; charset=utf-8", headers=headers)
+        return BriefResponse(brief=made, markdown=to_markdown(made))
+
     @router.get("/health", responses={503: {"description": "Still loading, or failed to load"}})
     def health() -> JSONResponse:
         """Whether the index is ready, with counts, embedding model and version (503 until ready)."""
@@ -187,7 +211,7 @@ def build_router(service: AssistantService) -> APIRouter:
     @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
     def unknown_route(path: str, request: Request) -> None:
         """Unknown API paths and wrong methods answer in the API's JSON error shape, not the chat page's."""
-        allowed = API_METHODS.get(f"/api/{path}")
+        allowed = API_METHODS.get(f"/api/{path}") or ("GET" if path.startswith("brief/") else None)
         if allowed is not None:
             raise StarletteHTTPException(405, f"Use {allowed} for {request.url.path}.", headers={"allow": allowed})
         raise StarletteHTTPException(404, f"No API route {request.url.path}; see /docs.")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import yaml
 
@@ -25,6 +26,7 @@ DISCLAIMER_HEADING = "Legal Disclaimer"
 ESCALATION_HEADING = "When to Ask a Lawyer"
 JURISDICTION_HEADING = "Jurisdiction Note"
 SOURCES_HEADING = "Sources"
+CHECKLIST_HEADING = "Practical Checklist"
 
 # The five "When to Ask a Lawyer" bullets, in the article's order, get these ids.
 # Only the ids live here; the wording is always read from the article.
@@ -38,6 +40,7 @@ ESCALATION_TRIGGER_IDS = (
 
 _HEADING = re.compile(r"^## (?P<heading>.+?)[ \t]*$", re.MULTILINE)
 _BULLET = re.compile(r"^- (?P<text>.+?)[ \t]*$", re.MULTILINE)
+_FRONT_MATTER = re.compile(r"\A---\r?\n(?P<yaml>.*?)\r?\n---\r?\n", re.DOTALL)
 _STATUTE_NUMBER = re.compile(r"^§\s*(?P<number>\d+[A-Za-z]?)\.")
 
 
@@ -139,6 +142,15 @@ class Corpus:
         return [EscalationTrigger(id=i, text=t) for i, t in zip(ESCALATION_TRIGGER_IDS, bullets, strict=True)]
 
     @cached_property
+    def checklist(self) -> list[str]:
+        """The article's Practical Checklist items, verbatim, in its order."""
+        body = self.article_section(CHECKLIST_HEADING).text
+        items = [match.group("text") for match in _BULLET.finditer(body)]
+        if not items:
+            raise CorpusError(f"'{CHECKLIST_HEADING}' has no '- ' items; restore it from the shared corpus.")
+        return items
+
+    @cached_property
     def urls(self) -> frozenset[str]:
         """Every URL the corpus names: the only places answers may link to."""
         found = {source.url for source in [self.article, *self.sources] if source.url}
@@ -170,14 +182,51 @@ def _kind_of(record: dict[str, Any]) -> SourceKind:
 
 
 def _section_url(source: Source, heading: str) -> str | None:
-    """The URL a reader should follow for a section (statute sections get their own anchor)."""
+    """The URL a reader should follow for a section.
+
+    Statute sections get their own anchor (the Copyright Office's edition has one per section). The treaty's page
+    has no anchors, so its articles get a text fragment (``#:~:text=``) naming the article's heading: browsers that
+    support text fragments scroll to it and highlight it, others open the page at its top.
+    """
     if source.url is None:
         return None
     if source.kind == "statute":
         match = _STATUTE_NUMBER.match(heading)
         if match:
             return source.url.split("#", 1)[0] + "#" + match.group("number").lower()
+    if source.kind == "treaty" and "#" not in source.url:
+        number, _, title = heading.partition(". ")
+        fragment = f"{quote(number, safe='')}-,{quote(title, safe='')}" if title else quote(heading, safe="")
+        return f"{source.url}#:~:text={fragment}"
     return source.url
+
+
+def _front_matter(text: str) -> dict[str, Any]:
+    """The YAML front matter at the top of a corpus file (empty when there is none or it does not parse)."""
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        return {}
+    try:
+        data = yaml.safe_load(match.group("yaml"))
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def article_url_of(directory: Path, record: dict[str, Any]) -> str | None:
+    """The article's canonical URL as the corpus gives it, if it does.
+
+    sources.yaml's ``url`` first, else the front matter's ``canonical_url`` or ``url``. The corpus as shipped
+    names none, so ``ASSISTANT_ARTICLE_URL`` supplies it.
+    """
+    if record.get("url"):
+        return str(record["url"])
+    path = directory / str(record.get("text_file", ""))
+    if not path.is_file():
+        return None
+    front = _front_matter(path.read_text(encoding="utf-8"))
+    found = front.get("canonical_url") or front.get("url")
+    return str(found) if found else None
 
 
 def _parse_sections(source: Source, file_name: str, text: str, article_url: str | None) -> list[Section]:
@@ -216,7 +265,10 @@ def slugify(heading: str) -> str:
 
 
 def load_corpus(directory: Path, article_url: str | None = None) -> Corpus:
-    """Read ``sources.yaml`` and every text it names; fail with a clear message if anything is missing."""
+    """Read ``sources.yaml`` and every text it names; fail with a clear message if anything is missing.
+
+    ``article_url`` (the setting) wins over a URL the corpus gives for the article.
+    """
     manifest_path = directory / "sources.yaml"
     if not manifest_path.is_file():
         raise CorpusError(f"No sources.yaml in {directory}. Copy the corpus into that folder (see README).")
@@ -228,6 +280,7 @@ def load_corpus(directory: Path, article_url: str | None = None) -> Corpus:
         raise CorpusError("sources.yaml needs an 'article' record and a 'sources' list.")
 
     article_record = manifest["article"]
+    article_url = article_url or article_url_of(directory, article_record)
     article = Source(
         id=_require(article_record, "id", "the article"),
         title=_require(article_record, "title", "the article"),

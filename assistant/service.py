@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from assistant.brief import Brief, RecentTurns, build_brief
 from assistant.corpus import Corpus
 from assistant.errors import AssistantError, IndexNotReadyError, StoreError
 from assistant.feedback import FeedbackRecord, UnknownAnswerError, Vote, check_answer_id, check_vote
@@ -90,6 +91,7 @@ class AssistantService:
         self.settings = settings
         self.corpus = corpus
         self.store: Store = store if store is not None else open_store(settings)
+        self.turns = RecentTurns(settings.briefs_remembered)
         self.slots = AnswerSlots(settings.concurrency_limit, settings.queue_max_size)
         self._assistant = assistant
         self._load_error: AssistantError | None = None
@@ -148,7 +150,12 @@ class AssistantService:
             answer = assistant.ask(question, list(history))
         if answer.input_problem is None:
             self._record(question, answer, (time.perf_counter() - started) * 1000)
+            self.turns.remember(question, answer, history)
         return answer
+
+    def brief(self, answer_id: str) -> Brief:
+        """The lawyer's brief for a recent answer and the conversation that led to it."""
+        return build_brief(self.corpus, self.turns.conversation(answer_id))
 
     def _record(self, question: str, answer: Answer, latency_ms: float) -> None:
         """Keep the answer (so any replica accepts feedback on it) and its question-log line.

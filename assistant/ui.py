@@ -10,6 +10,7 @@ when they point at a corpus URL.
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import time
@@ -46,6 +47,13 @@ NOTICE_TITLE = f"⚖️ {presentation.NOTICE_TITLE}"
 COMPACT_NOTICE_TITLE = f"⚖️ {presentation.COMPACT_NOTICE_TITLE}"
 NOTE_TITLE = f"ℹ️ {presentation.NOTE_TITLE}"
 STREAM_PIECES = 12
+BRIEF_LABEL = "Prepare a brief for a lawyer"
+NARROW_MEDIA = "(max-width: 639.98px)"
+# On a narrow screen the title and jurisdiction note fold into one line (a <details>), so the answer gets the screen.
+FOLD_HEADER_JS = f"""
+const about = element.querySelector('details');
+if (about && window.matchMedia('{NARROW_MEDIA}').matches) about.open = false;
+"""
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]
 MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "monospace"]
 
@@ -221,9 +229,34 @@ class ChatHandlers:
         return gr.update(visible=False), gr.update(value=""), "Comment saved. Thank you!", state
 
     @staticmethod
-    def new_chat() -> tuple[Messages, ChatState, str, Any, str]:
+    def brief_link(state: ChatState) -> str:
+        """A link to the lawyer's brief of the last answer (and the conversation before it), once there is one."""
+        if not state["turns"]:
+            return ""
+        return brief_link_html(state["turns"][-1]["answer_id"])
+
+    @staticmethod
+    def new_chat() -> tuple[Messages, ChatState, str, Any, str, str]:
         """Forget the conversation (stored feedback stays)."""
-        return [], new_state(), "", gr.update(visible=False), ""
+        return [], new_state(), "", gr.update(visible=False), "", ""
+
+
+def brief_link_html(answer_id: str) -> str:
+    """The "Prepare a brief" link: the printable brief opens in a new tab."""
+    href = f"/api/brief/{html.escape(answer_id)}?format=html"
+    return f'<a class="brief-link" href="{href}" target="_blank" rel="noopener">{BRIEF_LABEL}</a>'
+
+
+def header_html(title: str, jurisdiction_note: str) -> str:
+    """The page's title and jurisdiction note, one <details> that folds to one line on a phone."""
+    esc = html.escape
+    return (
+        '<details id="about" open><summary><h1 id="title">'
+        f"{esc(title)}</h1></summary>"
+        f'<p id="jurisdiction"><strong>Applies to:</strong> {esc(jurisdiction_note)}. '
+        "Answers quote the article and the sources it cites; this is general information, not legal advice.</p>"
+        "</details>"
+    )
 
 
 def build_chat(service: AssistantService) -> gr.Blocks:
@@ -232,11 +265,11 @@ def build_chat(service: AssistantService) -> gr.Blocks:
     handlers = ChatHandlers(service)
     demo: gr.Blocks
     with gr.Blocks(title=corpus.article.title, analytics_enabled=False, fill_height=True) as demo:
-        gr.Markdown(f"# {escape_text(corpus.article.title)}", elem_id="title")
-        gr.Markdown(
-            f"**Applies to:** {escape_text(corpus.jurisdiction_note)}. "
-            "Answers quote the article and the sources it cites; this is general information, not legal advice.",
-            elem_id="jurisdiction",
+        gr.HTML(
+            header_html(corpus.article.title, corpus.jurisdiction_note),
+            elem_id="page-header",
+            js_on_load=FOLD_HEADER_JS,
+            apply_default_css=False,
         )
         state = gr.State(new_state())
         chatbot = gr.Chatbot(
@@ -247,6 +280,7 @@ def build_chat(service: AssistantService) -> gr.Blocks:
             height="62vh",
             min_height=320,
             layout="bubble",
+            autoscroll=False,  # static/chat.js scrolls a new answer's first line to the top instead
             buttons=["copy", "copy_all"],
             sanitize_html=True,
             allow_tags=False,
@@ -267,7 +301,8 @@ def build_chat(service: AssistantService) -> gr.Blocks:
             autofocus=True,
         )
         with gr.Row(elem_id="chat-actions"):
-            new_chat = gr.Button("New chat", variant="secondary", size="sm", elem_id="new-chat")
+            new_chat = gr.Button("New chat", variant="secondary", size="sm", elem_id="new-chat", scale=0)
+            brief = gr.HTML("", elem_id="brief", apply_default_css=False)
         with gr.Group(visible=False, elem_id="comment-box") as comment_box:
             comment = gr.Textbox(label="Add a comment (optional)", max_length=MAX_COMMENT_CHARS, lines=2)
             save_comment = gr.Button("Save comment", size="sm", elem_id="save-comment")
@@ -278,7 +313,7 @@ def build_chat(service: AssistantService) -> gr.Blocks:
         # Chat events are not capped by Gradio: answers are computed within the service's answer slots
         # (shared with the API), so the streaming pauses never hold a slot. The queue size still bounds them.
         chat_outputs = [chatbot, state, question]
-        question.submit(
+        asked = question.submit(
             handlers.respond,
             [question, state],
             chat_outputs,
@@ -286,7 +321,7 @@ def build_chat(service: AssistantService) -> gr.Blocks:
             show_progress="hidden",
             concurrency_limit=None,
         )
-        chatbot.example_select(
+        picked = chatbot.example_select(
             handlers.respond_example,
             [state],
             chat_outputs,
@@ -294,6 +329,10 @@ def build_chat(service: AssistantService) -> gr.Blocks:
             show_progress="hidden",
             concurrency_limit=None,
         )
+        for answered in (asked, picked):
+            answered.then(
+                handlers.brief_link, [state], [brief], api_visibility="private", queue=False, show_progress="hidden"
+            )
         feedback_outputs = [comment_box, comment, status, state]
         chatbot.like(handlers.vote, [state], feedback_outputs, api_visibility="private", show_progress="hidden")
         for trigger in (save_comment.click, comment.submit):
@@ -302,7 +341,7 @@ def build_chat(service: AssistantService) -> gr.Blocks:
             reset(
                 handlers.new_chat,
                 None,
-                [chatbot, state, question, comment_box, status],
+                [chatbot, state, question, comment_box, status, brief],
                 api_visibility="private",
                 queue=False,
             )
@@ -329,4 +368,5 @@ def mount_chat(app: FastAPI, service: AssistantService, settings: Settings) -> N
         pwa=False,
         theme=gr.themes.Soft(primary_hue="indigo", font=SYSTEM_FONTS, font_mono=MONO_FONTS),
         css_paths=[STATIC_DIR / "chat.css"],
+        head='<script src="/widget-static/chat.js" defer></script>',
     )

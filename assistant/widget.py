@@ -133,6 +133,7 @@ def render_widget_page(service: AssistantService, title: str | None, starters: s
     <header class="bar">
       <h1>{esc(title_text)}</h1>
       <button type="button" id="new-chat" class="ghost">New chat</button>
+      <button type="button" id="close" class="ghost" hidden>Close</button>
     </header>
     <p class="jurisdiction"><strong>Applies to:</strong> {esc(service.corpus.jurisdiction_note)}.
       General information about <cite>{esc(service.corpus.article.title)}</cite>, not legal advice.</p>

@@ -92,6 +92,42 @@ def test_follow_up_uses_history_and_escalation_is_reported(http: httpx.Client) -
     assert "commercial_release" in triggers
 
 
+def test_brief_of_a_conversation_as_json_printable_page_and_markdown(http: httpx.Client, corpus: Corpus) -> None:
+    first_question = "Does Spotify allow stem extraction?"
+    first = http.post("/api/ask", json={"question": first_question}).json()
+    history = [
+        {"role": "user", "content": first_question},
+        {"role": "assistant", "content": first["answer"], "answer_id": first["answer_id"]},
+    ]
+    question = "I want to commercially release a remix built on AI-separated stems."
+    second = http.post("/api/ask", json={"question": question, "history": history}).json()
+
+    response = http.get(f"/api/brief/{second['answer_id']}")
+    assert response.status_code == 200, response.text
+    brief, markdown = response.json()["brief"], response.json()["markdown"]
+    assert brief["questions"] == [first_question, question]
+    assert "commercial_release" in [notice["trigger"] for notice in brief["notices"]]
+    cited = {c["quote"] for c in first["citations"] + second["citations"]}
+    assert {p["quote"] for p in brief["passages"]} == cited
+    corpus_text = "\n".join(corpus.texts.values())
+    for passage in brief["passages"]:
+        assert passage["quote"] in corpus_text
+        assert passage["url"] is None or passage["url"] in corpus.urls
+    assert markdown.rstrip().endswith(corpus.disclaimer) and brief["disclaimer"] == corpus.disclaimer
+
+    page = http.get(f"/api/brief/{second['answer_id']}", params={"format": "html"})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert corpus.disclaimer in page.text and "@media print" in page.text
+    download = http.get(f"/api/brief/{second['answer_id']}", params={"format": "markdown"})
+    assert download.headers["content-type"].startswith("text/markdown")
+    assert "attachment" in download.headers["content-disposition"] and download.text == markdown
+
+    assert_error(http.get(f"/api/brief/{'0' * 32}"), 404, "unknown_brief", corpus)
+    assert_error(http.get(f"/api/brief/{'0' * 32}", params={"format": "html"}), 404, "unknown_brief", corpus)
+    assert_error(http.get("/api/brief/not-an-id"), 400, "bad_request", corpus)
+    assert_error(http.post(f"/api/brief/{second['answer_id']}"), 405, "method_not_allowed", corpus)
+
+
 @pytest.mark.parametrize(
     ("payload", "status", "code"),
     [

@@ -51,7 +51,11 @@ def test_statute_and_treaty_are_split_by_section_and_article(corpus: Corpus) -> 
         ("§ 106.", "https://www.copyright.gov/title17/92chap1.html#106"),
         ("§ 107.", "https://www.copyright.gov/title17/92chap1.html#107"),
         ("§ 106A.", "https://www.copyright.gov/title17/92chap1.html#106a"),
-        ("Article 8.", "https://www.wipo.int/treaties/en/text/245166"),
+        (
+            "Article 8.",
+            "https://www.wipo.int/treaties/en/text/245166#:~:text=Article%208-,Right%20of%20Communication%20to%20the%20Public",
+        ),
+        ("Preamble", "https://www.wipo.int/treaties/en/text/245166#:~:text=Preamble"),
     ],
 )
 def test_section_urls_follow_the_cited_source(corpus: Corpus, heading_start: str, url: str) -> None:
@@ -117,3 +121,18 @@ def test_fingerprint_changes_with_the_corpus(tmp_path: Path, corpus: Corpus) -> 
     with (copy / "article.md").open("a", encoding="utf-8") as handle:
         handle.write("\n")
     assert load_corpus(copy).fingerprint != before
+
+
+def test_the_article_url_comes_from_the_setting_or_the_corpus(corpus: Corpus, tmp_path: Path) -> None:
+    assert corpus.article.url is None  # the corpus as shipped names no canonical URL for the article
+    given = load_corpus(corpus.directory, "https://example.org/stems")
+    assert given.article_section("Safer Alternatives").url == "https://example.org/stems#safer-alternatives"
+    copy = tmp_path / "corpus"
+    shutil.copytree(corpus.directory, copy)
+    article = copy / "article.md"
+    article.write_text(
+        article.read_text(encoding="utf-8").replace("kind: article\n", "kind: article\nurl: https://blog.test/a\n", 1),
+        encoding="utf-8",
+    )
+    assert load_corpus(copy).article.url == "https://blog.test/a"
+    assert load_corpus(copy, "https://example.org/stems").article.url == "https://example.org/stems"

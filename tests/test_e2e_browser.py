@@ -164,6 +164,8 @@ def test_chat_is_readable_at_phone_width(browser: Browser, live_server: LiveServ
     page = watched.page
     try:
         page.goto(live_server.url + "/")
+        expect(page.locator("#about summary")).to_be_visible()  # title and note folded into one line
+        page.locator("#about summary").click()
         expect(page.locator("#jurisdiction")).to_be_visible()
         page.get_by_role("button", name="Can I use stems from Spotify or YouTube in a remix?").click()
         expect(page.locator("#chat")).to_contain_text("Legal disclaimer:")

@@ -16,11 +16,13 @@ from assistant.schemas import Answer
 from assistant.service import AssistantService
 from assistant.settings import Settings
 from assistant.ui import (
+    BRIEF_LABEL,
     NOTICE_TITLE,
     ChatHandlers,
     allowed_urls,
     build_chat,
     escape_text,
+    header_html,
     new_state,
     reply_messages,
     safe_answer_markdown,
@@ -168,7 +170,8 @@ def test_the_page_has_jurisdiction_note_starters_feedback_and_disclaimer(service
     demo = build_chat(service)
     config = demo.get_config_file()
     values = " ".join(str(c.get("props", {}).get("value", "")) for c in config["components"])
-    assert "US, EU, UK \\(untested in most courts\\)" in values
+    assert '<p id="jurisdiction"><strong>Applies to:</strong> US, EU, UK (untested in most courts).' in values
+    assert f'<h1 id="title">{service.corpus.article.title}</h1>' in values
     assert escape_text(service.disclaimer) in values
     chatbot = next(c for c in config["components"] if c.get("props", {}).get("elem_id") == "chat")
     props = chatbot["props"]
@@ -201,3 +204,24 @@ def test_not_ready_shows_a_clear_error_and_restores_the_question(tmp_path: Path)
             next(updates)
     finally:
         loading.close()
+
+
+def test_the_header_escapes_corpus_text_and_folds_into_one_details() -> None:
+    header = header_html("A <b>title</b> & more", "US <i>only</i>")
+    assert header.startswith(
+        '<details id="about" open><summary><h1 id="title">A &lt;b&gt;title&lt;/b&gt; &amp; more</h1>'
+    )
+    assert "US &lt;i&gt;only&lt;/i&gt;" in header and "<i>" not in header
+
+
+def test_the_brief_link_follows_the_last_answer_and_a_new_chat_removes_it(service: AssistantService) -> None:
+    handlers = ChatHandlers(service)
+    state = new_state()
+    assert handlers.brief_link(state) == ""
+    drain(handlers.respond("first question", state))
+    drain(handlers.respond("second question", state))
+    link = handlers.brief_link(state)
+    last = state["turns"][-1]["answer_id"]
+    assert f'href="/api/brief/{last}?format=html"' in link and BRIEF_LABEL in link
+    assert service.brief(last).questions == ["first question", "second question"]
+    assert ChatHandlers.new_chat()[-1] == ""

@@ -17,7 +17,29 @@
   var history = [];
   var busy = false;
 
-  document.documentElement.style.setProperty("--accent", config.color || "#2f4eb5");
+  // The site's colour fills the header and the Ask button; its text is white or near-black, whichever reads
+  // better (WCAG contrast), and where the colour itself would be text on white it is used only if it reads there.
+  function luminance(color) {
+    var probe = document.createElement("span");
+    probe.style.color = color;
+    document.body.appendChild(probe);
+    var rgb = (getComputedStyle(probe).color.match(/\d+(\.\d+)?/g) || ["0", "0", "0"]).slice(0, 3);
+    probe.remove();
+    var channels = rgb.map(function (value) {
+      var c = Number(value) / 255;
+      return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4);
+    });
+    return 0.2126 * channels[0] + 0.7152 * channels[1] + 0.0722 * channels[2];
+  }
+  function contrast(a, b) {
+    return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  }
+  var accent = config.color || "#2f4eb5";
+  var accentLight = luminance(accent);
+  var root = document.documentElement.style;
+  root.setProperty("--accent", accent);
+  root.setProperty("--on-accent", contrast(accentLight, 1) >= contrast(accentLight, luminance("#1d2230")) ? "#fff" : "#1d2230");
+  root.setProperty("--accent-text", contrast(accentLight, 1) >= 4.5 ? accent : "#1d2230");
 
   function el(tag, className, text) {
     var node = document.createElement(tag);
@@ -49,7 +71,7 @@
       if (match[1] !== undefined && cardIds[match[1]]) {
         var link = el("a", "cite", "[" + match[1] + "]");
         link.href = "#" + cardIds[match[1]];
-        link.setAttribute("aria-label", "Source " + match[1]);
+        link.setAttribute("aria-label", "Go to source [" + match[1] + "]");
         link.addEventListener("click", openCard(cardIds[match[1]]));
         parent.appendChild(link);
       } else if (match[2] !== undefined) {
@@ -255,6 +277,13 @@
       reply.appendChild(disclaimerNode(answer.disclaimer));
     }
     reply.appendChild(feedbackNode(answer, question));
+    if (answer.answer_id) {
+      var brief = el("a", "brief", "Prepare a brief for a lawyer");
+      brief.href = "api/brief/" + encodeURIComponent(answer.answer_id) + "?format=html";
+      brief.target = "_blank";
+      brief.rel = "noopener";
+      reply.appendChild(brief);
+    }
     return reply;
   }
 
@@ -352,4 +381,12 @@
       window.parent.postMessage("stem-help:close", "*");
     }
   });
+  // Inside the host page's frame, a labelled Close button (on a phone the panel covers the whole screen).
+  var closeButton = document.getElementById("close");
+  if (window.parent !== window) {
+    closeButton.hidden = false;
+    closeButton.addEventListener("click", function () {
+      window.parent.postMessage("stem-help:close", "*");
+    });
+  }
 })();
