@@ -1,7 +1,7 @@
 """A one-page brief to take to a lawyer, made from answers this server gave.
 
 A brief holds only what the user or the corpus wrote, under fixed headings: the user's questions in their own
-words (the conversation that led to the answer, as far as the server remembers it), the lawyer notices that
+words (the conversation that led to the answer, as the shared store keeps it), the lawyer notices that
 fired, the cited passages with their sources and links, the article's Practical Checklist, and the Legal
 Disclaimer. The answer text itself is left out: a generative composer's sentences are not the corpus's words.
 
@@ -14,8 +14,6 @@ It is offered as Markdown and as a printable HTML page (``GET /api/brief/{answer
 from __future__ import annotations
 
 import html
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,12 +22,13 @@ from pydantic import BaseModel, Field
 
 from assistant.corpus import ESCALATION_HEADING
 from assistant.errors import InputError
-from assistant.feedback import check_answer_id
+from assistant.feedback import ANSWER_ID, check_answer_id
 from assistant.presentation import DISCLAIMER_TITLE, NOTICE_TITLE, full_source, link_label
 from assistant.schemas import Answer, Message
 
 if TYPE_CHECKING:
     from assistant.corpus import Corpus
+    from assistant.store import Store
 
 BRIEF_TITLE = "Brief for a lawyer"
 QUESTIONS_TITLE = "My situation, in my own words"
@@ -83,50 +82,39 @@ class BriefResponse(BaseModel):
 
 @dataclass(frozen=True)
 class Turn:
-    """One answered question, and the answers before it in the same conversation."""
+    """One answered question of a conversation."""
 
     question: str
     answer: Answer
-    earlier: tuple[str, ...]
 
 
-class RecentTurns:
-    """The last answered turns, by answer id, so a brief can be made from an id alone (bounded, in memory)."""
+def conversation(store: Store, answer_id: str) -> list[Turn]:
+    """The turns that led to ``answer_id`` and that turn itself, oldest first, as the shared store keeps them.
 
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._items: OrderedDict[str, Turn] = OrderedDict()
-        self._lock = threading.Lock()
+    Any replica or worker can make the brief of an answer another one gave. Only earlier answers this service
+    gave are followed; an id the client made up is left out.
+    """
+    check_answer_id(answer_id)
+    last = store.get_answer(answer_id)
+    if last is None or last.reply is None:
+        raise UnknownBriefError(
+            "This answer is not known to the server (it was not given here, or before briefs were kept); ask your "
+            "question again, then prepare the brief."
+        )
+    ids = [i for i in dict.fromkeys(last.earlier or []) if i != answer_id]
+    found = store.get_answers(ids)
+    earlier = [found[i] for i in ids if i in found and found[i].reply is not None]
+    return [Turn(question=item.question, answer=Answer.model_validate(item.reply)) for item in [*earlier, last]]
 
-    def remember(self, question: str, answer: Answer, history: Sequence[dict[str, Any] | Message]) -> None:
-        """Keep one turn, linked to the earlier answers of its conversation that this server gave."""
-        if not self.capacity:
-            return
-        earlier = []
-        for item in history:
-            message = item if isinstance(item, Message) else None
-            answer_id = message.answer_id if message is not None else item.get("answer_id")  # type: ignore[union-attr]
-            if isinstance(answer_id, str) and answer_id != answer.answer_id:
-                earlier.append(answer_id)
-        with self._lock:
-            known = tuple(answer_id for answer_id in dict.fromkeys(earlier) if answer_id in self._items)
-            self._items[answer.answer_id] = Turn(question=question, answer=answer, earlier=known)
-            self._items.move_to_end(answer.answer_id)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
 
-    def conversation(self, answer_id: str) -> list[Turn]:
-        """The turns that led to ``answer_id`` and that turn itself, oldest first."""
-        check_answer_id(answer_id)
-        with self._lock:
-            last = self._items.get(answer_id)
-            if last is None:
-                raise UnknownBriefError(
-                    "This answer is no longer known to the server (it may have restarted); ask your question again, "
-                    "then prepare the brief."
-                )
-            earlier = [self._items[i] for i in last.earlier if i in self._items]
-        return [*earlier, last]
+def earlier_answer_ids(history: Sequence[dict[str, Any] | Message], answer_id: str) -> list[str]:
+    """The well-formed answer ids a conversation's history names, oldest first, without ``answer_id`` itself."""
+    ids = []
+    for item in history:
+        named = item.answer_id if isinstance(item, Message) else item.get("answer_id")
+        if isinstance(named, str) and named != answer_id and ANSWER_ID.match(named):
+            ids.append(named)
+    return list(dict.fromkeys(ids))
 
 
 def build_brief(corpus: Corpus, turns: Sequence[Turn]) -> Brief:

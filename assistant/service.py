@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from assistant.brief import Brief, RecentTurns, build_brief
+from assistant.brief import Brief, build_brief, conversation, earlier_answer_ids
 from assistant.corpus import Corpus
 from assistant.errors import AssistantError, IndexNotReadyError, StoreError
 from assistant.feedback import FeedbackRecord, UnknownAnswerError, Vote, check_answer_id, check_vote
@@ -91,7 +91,6 @@ class AssistantService:
         self.settings = settings
         self.corpus = corpus
         self.store: Store = store if store is not None else open_store(settings)
-        self.turns = RecentTurns(settings.briefs_remembered)
         self.slots = AnswerSlots(settings.concurrency_limit, settings.queue_max_size)
         self._assistant = assistant
         self._load_error: AssistantError | None = None
@@ -149,21 +148,28 @@ class AssistantService:
         with self.slots.take():
             answer = assistant.ask(question, list(history))
         if answer.input_problem is None:
-            self._record(question, answer, (time.perf_counter() - started) * 1000)
-            self.turns.remember(question, answer, history)
+            self._record(question, answer, history, (time.perf_counter() - started) * 1000)
         return answer
 
     def brief(self, answer_id: str) -> Brief:
         """The lawyer's brief for a recent answer and the conversation that led to it."""
-        return build_brief(self.corpus, self.turns.conversation(answer_id))
+        return build_brief(self.corpus, conversation(self.store, answer_id))
 
-    def _record(self, question: str, answer: Answer, latency_ms: float) -> None:
+    def _record(
+        self, question: str, answer: Answer, history: Sequence[dict[str, Any] | Message], latency_ms: float
+    ) -> None:
         """Keep the answer (so any replica accepts feedback on it) and its question-log line.
 
         The reply is given even if the database is down: the user still gets the answer, feedback on it is
         then refused as unknown, and the failure is logged.
         """
-        issued = IssuedAnswer(answer_id=answer.answer_id, question=question, answer=answer.answer)
+        issued = IssuedAnswer(
+            answer_id=answer.answer_id,
+            question=question,
+            answer=answer.answer,
+            reply=answer.model_dump(mode="json"),
+            earlier=earlier_answer_ids(history, answer.answer_id),
+        )
         logged = None
         if self.settings.question_log:
             logged = LoggedQuestion(

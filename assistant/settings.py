@@ -194,12 +194,6 @@ class Settings(BaseSettings):
         description="Recent answers kept in memory by id, so that a follow-up naming its answer_id finds what "
         "that answer quoted.",
     )
-    briefs_remembered: int = Field(
-        default=2048,
-        ge=0,
-        description="Recent answered turns the server keeps in memory (with their conversation links), so that "
-        "'Prepare a brief' can make a lawyer's brief from an answer id; older answers get a 404 saying so.",
-    )
     blas_threads: int = Field(
         default=1,
         ge=1,

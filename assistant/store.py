@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -63,6 +63,8 @@ answers = sa.Table(
     sa.Column("question", sa.Text, nullable=False),
     sa.Column("answer", sa.Text, nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("reply", sa.JSON, nullable=True),
+    sa.Column("earlier", sa.JSON, nullable=True),
 )
 
 feedback = sa.Table(
@@ -102,6 +104,12 @@ class IssuedAnswer(BaseModel):
     question: str = Field(description="The question, as asked.")
     answer: str = Field(description="The answer text (without disclaimer or notices).")
     created_at: str = Field(default_factory=now_iso, description="When it was given (UTC, ISO 8601).")
+    reply: dict[str, Any] | None = Field(
+        default=None, description="The whole reply as the API returned it (citations, notices), for briefs."
+    )
+    earlier: list[str] | None = Field(
+        default=None, description="Ids of the answers before it in the same conversation, as the client sent them."
+    )
 
 
 class LoggedQuestion(BaseModel):
@@ -126,6 +134,9 @@ class Store(Protocol):
 
     def get_answer(self, answer_id: str) -> IssuedAnswer | None:
         """An issued answer by id, if the service gave it."""
+
+    def get_answers(self, answer_ids: Sequence[str]) -> dict[str, IssuedAnswer]:
+        """The issued answers among ``answer_ids``, by id."""
 
     def record_feedback(
         self, answer_id: str, question: str, answer: str, vote: Vote, comment: str | None = None
@@ -245,6 +256,14 @@ class SqlStore:
         with self._reading(), self.engine.connect() as connection:
             row = connection.execute(sa.select(answers).where(answers.c.answer_id == answer_id)).mappings().first()
         return IssuedAnswer(**row) if row is not None else None
+
+    def get_answers(self, answer_ids: Sequence[str]) -> dict[str, IssuedAnswer]:
+        """The issued answers among ``answer_ids``, by id (ids the service never gave are left out)."""
+        if not answer_ids:
+            return {}
+        with self._reading(), self.engine.connect() as connection:
+            rows = connection.execute(sa.select(answers).where(answers.c.answer_id.in_(list(answer_ids)))).mappings()
+            return {row["answer_id"]: IssuedAnswer(**row) for row in rows}
 
     def record_feedback(
         self, answer_id: str, question: str, answer: str, vote: Vote, comment: str | None = None

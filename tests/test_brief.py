@@ -10,7 +10,7 @@ import pytest
 from server_fixtures import FakeAssistant
 
 from assistant import brief as brief_module
-from assistant.brief import RecentTurns, UnknownBriefError, build_brief, to_html, to_markdown
+from assistant.brief import UnknownBriefError, to_html, to_markdown
 from assistant.corpus import Corpus, load_corpus
 from assistant.errors import InputError
 from assistant.presentation import DISCLAIMER_TITLE, NOTICE_TITLE
@@ -110,22 +110,32 @@ def test_user_text_is_escaped_in_both_forms(service: AssistantService) -> None:
 
 
 def test_unknown_and_malformed_ids_get_clear_errors(service: AssistantService) -> None:
-    with pytest.raises(UnknownBriefError, match="no longer known") as unknown:
+    with pytest.raises(UnknownBriefError, match="not known to the server") as unknown:
         service.brief("0" * 32)
     assert unknown.value.status_code == 404
     with pytest.raises(InputError, match="32-character id"):
         service.brief("../../etc/passwd")
 
 
-def test_recent_turns_are_bounded_and_link_only_to_answers_they_hold(corpus: Corpus) -> None:
-    turns = RecentTurns(capacity=2)
-    answers = [Answer(answer=f"A{i}", answered=True, disclaimer=corpus.disclaimer) for i in range(3)]
-    turns.remember("q0", answers[0], [])
-    forged = {"role": "assistant", "content": "x", "answer_id": "f" * 32}  # not an answer this server gave
-    turns.remember("q1", answers[1], [{"role": "user", "content": "q0"}, forged, {"answer_id": answers[0].answer_id}])
-    assert [turn.question for turn in turns.conversation(answers[1].answer_id)] == ["q0", "q1"]
-    turns.remember("q2", answers[2], [])
-    with pytest.raises(UnknownBriefError):
-        turns.conversation(answers[0].answer_id)
-    assert [turn.question for turn in turns.conversation(answers[1].answer_id)] == ["q1"]
-    assert build_brief(corpus, turns.conversation(answers[2].answer_id)).passages == []
+def test_a_brief_follows_only_earlier_answers_the_service_gave(tmp_path: Path, corpus: Corpus) -> None:
+    settings = Settings(_env_file=None, index_dir=tmp_path / "index", data_dir=tmp_path / "data")  # type: ignore[call-arg]
+    first_service = AssistantService(settings, corpus, FakeAssistant(corpus))  # type: ignore[arg-type]
+    first = first_service.ask("Does Spotify allow stem extraction?")
+    forged = {"role": "assistant", "content": "x", "answer_id": "f" * 32}  # not an answer this service gave
+    history = [
+        {"role": "user", "content": "Does Spotify allow stem extraction?"},
+        forged,
+        {"role": "assistant", "content": first.answer, "answer_id": first.answer_id},
+    ]
+    second = first_service.ask("And if I only use it at home?", history)
+    first_service.close()
+    # Another process on the same store (a second worker or replica) makes the brief.
+    other = AssistantService(settings, corpus, FakeAssistant(corpus))  # type: ignore[arg-type]
+    try:
+        made = other.brief(second.answer_id)
+        assert made.questions == ["Does Spotify allow stem extraction?", "And if I only use it at home?"]
+        assert other.brief(first.answer_id).questions == ["Does Spotify allow stem extraction?"]
+        with pytest.raises(UnknownBriefError):
+            other.brief("f" * 32)
+    finally:
+        other.close()

@@ -55,7 +55,7 @@ def test_the_settings_choose_the_backend(store: SqlStore, settings_for: Settings
     expected = "sqlite" if settings_for.database_url is None else "postgresql"
     assert store.backend == expected
     with store.engine.connect() as connection:
-        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
 
 
 def test_issued_answers_are_kept_and_found_by_id(store: SqlStore) -> None:
