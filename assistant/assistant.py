@@ -38,7 +38,7 @@ from assistant.corpus import ESCALATION_HEADING, ESCALATION_TRIGGER_IDS, Corpus,
 from assistant.decisions.judge import Judge, Judgement, bullet_rows
 from assistant.decisions.models import Decisions
 from assistant.decisions.store import ensure_decisions
-from assistant.embeddings import make_embeddings
+from assistant.embeddings import make_embeddings, vector_cache
 from assistant.errors import AssistantError
 from assistant.extractive import ExtractiveComposer
 from assistant.features import QueryView
@@ -153,9 +153,12 @@ def prepare(
     """Open (or build) the index and the decisions fitted against it (training them first when missing)."""
     corpus = corpus or load_corpus(settings.corpus_dir, settings.article_url)
     embeddings = embeddings or make_embeddings(settings)
-    build = build_or_open_index(settings, force=force, embeddings=embeddings, corpus=corpus)
+    # Building and fitting embed the corpus and the bank through the on-disk vector cache; questions do not.
+    cached = vector_cache(settings, embeddings)
+    build = build_or_open_index(settings, force=force, embeddings=cached, corpus=corpus)
     table = open_table(build, corpus)
-    views = ViewBuilder(QueryPreparer(vocabulary(table)), embeddings.embed_documents)
+    preparer = QueryPreparer(vocabulary(table))
+    views = ViewBuilder(preparer, embeddings.embed_documents)
     bank = bank or load_bank(corpus)
     with _console.status("Fitting the decisions on the question bank…") as status:
 
@@ -163,7 +166,13 @@ def prepare(
             status.update(f"Fitting the decisions on the question bank: {message}…")
 
         decisions, report = ensure_decisions(
-            build, bank, settings, table, views, progress=progress, force=force or retrain
+            build,
+            bank,
+            settings,
+            table,
+            ViewBuilder(preparer, cached.embed_documents),
+            progress=progress,
+            force=force or retrain,
         )
     return Engine(build, table, views, bank, decisions, report)
 

@@ -18,6 +18,7 @@ import fcntl
 import hashlib
 import json
 import os
+import sqlite3
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -31,6 +32,7 @@ from assistant.errors import IndexNotReadyError
 from assistant.settings import Settings
 
 ONNX_FILE = "model.onnx"
+VECTOR_CACHE = "vectors.sqlite3"
 EXPORT_STAMP = "export.json"
 EXPORT_OPSET = 17
 """ONNX opset of the exported graph: the newest the TorchScript exporter writes for BERT without warnings that
@@ -178,6 +180,69 @@ class OnnxEmbeddings(Embeddings):
     def embed_query(self, text: str) -> list[float]:
         """The normalised vector of one question."""
         return [float(x) for x in self._encode([text])[0]]
+
+
+class CachedEmbeddings(Embeddings):
+    """An embedding model whose document vectors are kept on disk by text, for the builds that follow.
+
+    Building embeds every text of the corpus and every question of the bank; a rebuild after an edit meets
+    mostly the same texts again. Vectors are keyed by a hash of the text in a SQLite file beside the exported
+    model (so a different model never shares them) and written in one transaction per call. Questions at serving
+    time do not come through here.
+    """
+
+    def __init__(self, inner: Embeddings, path: Path) -> None:
+        self.inner = inner
+        self.path = path
+        self.hits = 0
+        self.misses = 0
+
+    def _connect(self) -> sqlite3.Connection:
+        # Opened on first use only: a process that builds nothing never creates the file.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
+        return connection
+
+    @staticmethod
+    def _key(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Vectors for the texts: the known ones read back, the others embedded and kept."""
+        keys = [self._key(text) for text in texts]
+        found: dict[str, list[float]] = {}
+        with contextlib.closing(self._connect()) as connection:
+            distinct = list(dict.fromkeys(keys))
+            for start in range(0, len(distinct), 500):  # SQLite's limit on bound parameters is 999
+                part = distinct[start : start + 500]
+                marks = ",".join("?" * len(part))
+                for key, blob in connection.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", part):
+                    found[key] = np.frombuffer(blob, dtype=np.float32).tolist()
+            missing = list(dict.fromkeys(text for text, key in zip(texts, keys, strict=True) if key not in found))
+            if missing:
+                vectors = self.inner.embed_documents(missing)
+                rows = [
+                    (self._key(text), np.asarray(vector, dtype=np.float32).tobytes())
+                    for text, vector in zip(missing, vectors, strict=True)
+                ]
+                connection.execute("BEGIN")
+                connection.executemany("INSERT OR REPLACE INTO vectors (key, vector) VALUES (?, ?)", rows)
+                connection.execute("COMMIT")
+                found.update({key: list(vector) for (key, _), vector in zip(rows, vectors, strict=True)})
+        self.hits += len(texts) - len(missing)
+        self.misses += len(missing)
+        return [found[key] for key in keys]
+
+    def embed_query(self, text: str) -> list[float]:
+        """A question's vector, never cached."""
+        return self.inner.embed_query(text)
+
+
+def vector_cache(settings: Settings, embeddings: Embeddings) -> CachedEmbeddings:
+    """``embeddings`` with the on-disk vector cache of ``settings.embedding_model``."""
+    return CachedEmbeddings(embeddings, onnx_dir(settings) / VECTOR_CACHE)
 
 
 def make_embeddings(settings: Settings) -> Embeddings:

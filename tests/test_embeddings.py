@@ -15,7 +15,7 @@ import pytest
 from assistant.assistant import Assistant
 from assistant.chunking import chunk_corpus, embedding_text, sentence_documents
 from assistant.corpus import Corpus
-from assistant.embeddings import ONNX_FILE, OnnxEmbeddings, make_embeddings, onnx_dir
+from assistant.embeddings import ONNX_FILE, CachedEmbeddings, OnnxEmbeddings, make_embeddings, onnx_dir
 from assistant.index import live_build
 from assistant.settings import Settings
 
@@ -111,3 +111,19 @@ def test_edge_inputs_give_unit_vectors_or_nothing(settings: Settings, texts: lis
     for vector in vectors:
         assert len(vector) == 384
         assert np.isclose(np.linalg.norm(vector), 1.0, atol=1e-4)
+
+
+def test_the_vector_cache_embeds_each_text_once_across_processes(settings: Settings, tmp_path: Path) -> None:
+    model = make_embeddings(settings)
+    path = tmp_path / "cache" / "vectors.sqlite3"
+    first = CachedEmbeddings(model, path)
+    assert not path.exists(), "the cache file is created only when something is embedded"
+    texts = ["Is a remix a derivative work?", "stems", "Is a remix a derivative work?", "¿Puedo usar stems?"]
+    vectors = first.embed_documents(texts)
+    assert (first.hits, first.misses) == (1, 3)
+    assert np.allclose(vectors, model.embed_documents(texts), atol=1e-6)
+    # A later build (a new object, as in another process) reads them back and embeds only the new text.
+    again = CachedEmbeddings(model, path)
+    assert np.allclose(again.embed_documents([*texts, "new text"])[:4], vectors, atol=0)
+    assert (again.hits, again.misses) == (4, 1)
+    assert again.embed_documents([]) == []
