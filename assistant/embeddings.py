@@ -147,6 +147,9 @@ class OnnxEmbeddings(Embeddings):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # Without the memory arena the session holds 70 MiB instead of 127 MiB when loaded (430 MiB after one
+        # batch of 32 long texts), at the same speed per question (measured on the packaged model).
+        options.enable_cpu_mem_arena = False
         self.session = onnxruntime.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
         self._inputs = {item.name for item in self.session.get_inputs()}
 

@@ -25,13 +25,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import chromadb
 import chromadb.errors
 import numpy as np
 from chromadb.config import Settings as ChromaSettings
-from langchain_chroma import Chroma
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
@@ -46,6 +45,9 @@ from assistant.corpus import Corpus
 from assistant.errors import IndexBusyError, IndexNotReadyError
 from assistant.sentences import SentenceTable, records_by_id
 from assistant.settings import Settings
+
+if TYPE_CHECKING:
+    from langchain_chroma import Chroma
 
 COLLECTION = "corpus"
 SENTENCES = "sentences"
@@ -253,7 +255,9 @@ def build_index(
 
 
 def open_vector_store(build: IndexBuild, embeddings: Embeddings) -> Chroma:
-    """The live build as a LangChain vector store."""
+    """The live build as a LangChain vector store (for comparisons; answering reads the table instead)."""
+    from langchain_chroma import Chroma  # imported here: a serving process never needs it (23 MiB)
+
     return Chroma(client=_chroma_client(build.path), collection_name=COLLECTION, embedding_function=embeddings)
 
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from langchain_chroma import Chroma
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
+from langchain_core.vectorstores import VectorStore
 from pydantic import PrivateAttr
 from rank_bm25 import BM25Okapi
 
@@ -41,13 +41,14 @@ def _scored(document: Document, score: float) -> Document:
 
 
 class DenseRetriever(BaseRetriever):
-    """Plain LangChain similarity search on the Chroma store (the dense baseline).
+    """Plain LangChain similarity search on a vector store, the build's Chroma collection (the dense baseline).
 
     ``invoke(query)`` returns the ``k`` nearest chunks, best first, each with ``metadata['score']`` (cosine
     similarity); ``invoke(query, k=n)`` asks for another number.
     """
 
-    store: Chroma
+    store: VectorStore
+    """Any LangChain vector store whose scores are cosine distances (Chroma's, as the index builds it)."""
     k: int = 6
 
     def _get_relevant_documents(

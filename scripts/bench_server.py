@@ -1,16 +1,18 @@
 """Benchmark the one server on loopback: /api/ask, the Gradio chat endpoint, and a trivial echo route.
 
-Starts the real server (real assistant and index) in a child process with one
-extra route, ``POST /api/echo``, that returns its JSON body: the same app, the
-same middleware, no work. Then, for 1, 8 and 32 concurrent clients, each
+Starts the real server (real assistant and index) in a child process, once with
+each worker count asked for (default 1 and 2), with one extra route,
+``POST /api/echo``, that returns its JSON body: the same app, the same
+middleware, no work. Then, for 1, 8 and 32 concurrent clients, each
 client sends a fixed number of requests (bounded loops); every measurement is
 repeated and the table shows the median of the runs' p50, p95, time to the
 first piece of the answer (only the chat streams; for the others it is the
 whole answer) and throughput.
 The rate limit is lifted for the run (all clients share one loopback address).
 
-    .venv/bin/python scripts/bench_server.py                # defaults: 3 runs, 4 requests per client
-    .venv/bin/python scripts/bench_server.py --runs 5 --clients 1,8,32 --requests-per-client 6
+    .venv/bin/python scripts/bench_server.py                # defaults: 3 runs, 4 requests per client, 1 and 2 workers
+    .venv/bin/python scripts/bench_server.py --runs 5 --clients 1,8,32 --requests-per-client 6 --workers 1,2
+    .venv/bin/python scripts/bench_server.py --stream-delay 0   # the chat without its typing pace
 """
 
 from __future__ import annotations
@@ -46,9 +48,8 @@ QUESTIONS = [
 ]
 
 
-def serve(port: int) -> None:
-    """Child mode: the server from settings plus the echo route, on 127.0.0.1:port."""
-    import uvicorn
+def bench_app() -> object:
+    """The server from settings plus the echo route (a factory, so that every worker process builds its own)."""
     from fastapi.routing import APIRoute
 
     from assistant.server import create_app
@@ -63,7 +64,27 @@ def serve(port: int) -> None:
     route = app.router.routes.pop()
     assert isinstance(route, APIRoute)
     app.router.routes.insert(0, route)  # ahead of the /api catch-all and the Gradio mount at "/"
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", server_header=False)
+    return app
+
+
+def serve(port: int, workers: int) -> None:
+    """Child mode: :func:`bench_app` on 127.0.0.1:port, in ``workers`` processes (the index prepared first)."""
+    import uvicorn
+
+    if workers > 1:
+        from assistant.server import prepare_in_child
+
+        prepare_in_child()
+    uvicorn.run(
+        "bench_server:bench_app",
+        factory=True,
+        app_dir=str(Path(__file__).resolve().parent),
+        host="127.0.0.1",
+        port=port,
+        workers=workers,
+        log_level="warning",
+        server_header=False,
+    )
 
 
 def free_port() -> int:
@@ -79,6 +100,20 @@ def memory_mib(pid: int) -> tuple[float, float]:
         key, _, value = line.partition(":")
         fields[key] = value.strip()
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def serving_processes(pid: int) -> list[int]:
+    """The process that answers: the server itself, or each of its worker processes."""
+    workers = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == pid and b"spawn_main" in cmdline:
+            workers.append(int(stat.parent.name))
+    return workers or [pid]
 
 
 Call = Callable[[httpx.AsyncClient, str], Awaitable[float | None]]
@@ -230,19 +265,8 @@ def table(rows: list[Row]) -> str:
     return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--runs", type=int, default=3, help="repetitions of each measurement (median reported)")
-    parser.add_argument("--clients", default="1,8,32", help="comma-separated concurrency levels")
-    parser.add_argument("--requests-per-client", type=int, default=4, help="requests each client sends per run")
-    parser.add_argument("--index-dir", type=Path, default=None, help="index folder (default: from settings)")
-    parser.add_argument("--stream-delay", type=float, default=0.03, help="chat streaming pause (the default setting)")
-    args = parser.parse_args()
-    if args.serve:
-        serve(args.serve)
-        return
-
+def measure(args: argparse.Namespace, workers: int) -> tuple[list[Row], str]:
+    """Start a server with ``workers`` processes, run every endpoint at every level, stop it."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     data_dir = Path(tempfile.mkdtemp(prefix="bench-data-"))
@@ -259,7 +283,7 @@ def main() -> None:
     if args.index_dir:
         env["ASSISTANT_INDEX_DIR"] = str(args.index_dir)
     process = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(port)],
+        [sys.executable, __file__, "--serve", str(port), "--workers", str(workers)],
         cwd=data_dir,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -268,14 +292,20 @@ def main() -> None:
     )
     try:
         wait_ready(base, process)
-        idle_rss, _ = memory_mib(process.pid)
+        # Each worker loads on its own: wait until health checks spread over all of them keep saying ready.
+        streak = 0
+        while streak < 10 * workers:
+            streak = streak + 1 if httpx.get(f"{base}/api/health", timeout=30).status_code == 200 else 0
+        answering = serving_processes(process.pid)
+        idle = [memory_mib(pid)[0] for pid in answering]
         endpoints: dict[str, Call] = {
             "echo (POST /api/echo)": call_echo,
             "ask (POST /api/ask)": call_ask,
             "chat (Gradio queue)": gradio_call(chat_fn_index(base)),
         }
         for call in endpoints.values():  # warm caches: every question once through every path
-            asyncio.run(run_once(base, call, len(QUESTIONS), 1))
+            for _ in range(workers):
+                asyncio.run(run_once(base, call, len(QUESTIONS), 1))
         levels = [int(level) for level in args.clients.split(",")]
         rows: list[Row] = []
         for name, call in endpoints.items():
@@ -283,7 +313,7 @@ def main() -> None:
                 runs = [asyncio.run(run_once(base, call, clients, args.requests_per_client)) for _ in range(args.runs)]
                 rows.append(
                     (
-                        name,
+                        f"{name}, {workers} worker{'s' if workers > 1 else ''}",
                         clients,
                         clients * args.requests_per_client,
                         statistics.median(r.p50 for r in runs),
@@ -293,15 +323,43 @@ def main() -> None:
                         sum(r.errors for r in runs),
                     )
                 )
-        rss, peak = memory_mib(process.pid)
+        after = [memory_mib(pid) for pid in answering]
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
+    memory = (
+        f"{workers} answering process{'es' if workers > 1 else ''}: RSS when ready "
+        f"{', '.join(f'{m:.0f}' for m in idle)} MiB; after the run {', '.join(f'{m[0]:.0f}' for m in after)} MiB; "
+        f"peak {', '.join(f'{m[1]:.0f}' for m in after)} MiB."
+    )
+    return rows, memory
 
-    print(f"\nServer on {base}, {os.cpu_count()} CPU(s), stream delay {args.stream_delay} s.")
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--runs", type=int, default=3, help="repetitions of each measurement (median reported)")
+    parser.add_argument("--clients", default="1,8,32", help="comma-separated concurrency levels")
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts, each its own server")
+    parser.add_argument("--requests-per-client", type=int, default=4, help="requests each client sends per run")
+    parser.add_argument("--index-dir", type=Path, default=None, help="index folder (default: from settings)")
+    parser.add_argument("--stream-delay", type=float, default=0.03, help="chat streaming pause (the default setting)")
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, int(args.workers))
+        return
+
+    rows: list[Row] = []
+    memory: list[str] = []
+    for workers in [int(w) for w in args.workers.split(",")]:
+        found, used = measure(args, workers)
+        rows.extend(found)
+        memory.append(used)
+
+    print(f"\n{os.cpu_count()} CPU(s), stream delay {args.stream_delay} s, loopback.")
     print(f"Medians of {args.runs} runs; in each run every client sends {args.requests_per_client} requests in turn.")
     print(table(rows))
-    print(f"\nServer memory: {idle_rss:.0f} MiB RSS when ready, {rss:.0f} MiB after the run, {peak:.0f} MiB peak.")
+    print("\nServer memory, " + "\n".join(memory))
 
 
 if __name__ == "__main__":
