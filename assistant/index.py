@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -24,13 +26,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import chromadb
-import chromadb.errors
 import numpy as np
-from chromadb.config import Settings as ChromaSettings
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
@@ -53,6 +53,9 @@ COLLECTION = "corpus"
 SENTENCES = "sentences"
 PARAGRAPHS = "paragraphs"
 HEADINGS = "headings"
+COLLECTIONS = (COLLECTION, SENTENCES, PARAGRAPHS, HEADINGS)
+SNAPSHOT = "records.npz"
+"""The build's serving snapshot: every record of the collections as Chroma returns them, with their vectors."""
 MANIFEST = "manifest.json"
 EMBED_SLICE = 256
 """Texts handed to the model per call while building: large enough for length-sorted batches to pad
@@ -74,7 +77,7 @@ def expected_manifest(corpus: Corpus, settings: Settings) -> dict[str, Any]:
         "embedding_model": model_id(settings.embedding_model),
         "chunker_version": CHUNKER_VERSION,
         "chunk_chars": settings.chunk_chars,
-        "chromadb_version": chromadb.__version__,
+        "chromadb_version": metadata.version("chromadb"),
     }
 
 
@@ -135,6 +138,10 @@ def build_lock(index_dir: Path, timeout: float, on_wait: Callable[[], None] | No
 
 
 def _chroma_client(path: Path) -> Any:
+    # Imported here: a serving process reads the build's snapshot and never loads Chroma's native code.
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
     return chromadb.PersistentClient(path=str(path), settings=ChromaSettings(anonymized_telemetry=False))
 
 
@@ -240,7 +247,9 @@ def build_index(
         started = time.perf_counter()
         report = progress or (lambda done, total: None)
         _write_chroma(path, corpus, documents, embeddings, report)
+        snapshot = write_snapshot(path, read_records(path))
         manifest = {
+            "snapshot_sha256": snapshot,
             **expected,
             "chunks": len(documents),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -289,26 +298,77 @@ def private_copy(build: IndexBuild) -> Iterator[Path]:
         yield target
 
 
+def read_records(path: Path, where: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Every record of the four collections in the Chroma files at ``path``: ids, documents, metadata, vectors."""
+    from chromadb.errors import NotFoundError
+
+    include: Any = ["documents", "metadatas", "embeddings"]
+    client = _chroma_client(path)
+    try:
+        return {name: dict(client.get_collection(name).get(include=include)) for name in COLLECTIONS}
+    except (ValueError, NotFoundError) as error:
+        raise IndexNotReadyError(
+            f"The index in {where or path} is incomplete ({error}). Rebuild it with 'assistant index --force'."
+        ) from None
+    finally:
+        client.close()
+
+
+def write_snapshot(path: Path, records: dict[str, dict[str, Any]]) -> str:
+    """Save the records as the build's serving snapshot (NumPy arrays and JSON, no pickle); its SHA-256."""
+    arrays: dict[str, np.ndarray] = {}
+    for name, found in records.items():
+        arrays[f"{name}.vectors"] = np.asarray(found["embeddings"], dtype=np.float32)
+        text = json.dumps({"ids": found["ids"], "documents": found["documents"], "metadatas": found["metadatas"]})
+        arrays[f"{name}.records"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    target = path / SNAPSHOT
+    with target.open("wb") as handle:
+        np.savez(handle, **arrays)  # type: ignore[arg-type]
+    return hashlib.sha256(target.read_bytes()).hexdigest()
+
+
+def read_snapshot(build: IndexBuild) -> dict[str, dict[str, Any]]:
+    """The records the build's snapshot holds, after checking it against the checksum in the manifest."""
+    target = build.path / SNAPSHOT
+    try:
+        data = target.read_bytes()
+    except OSError as error:
+        raise IndexNotReadyError(
+            f"The index's snapshot cannot be read ({error.strerror}). Rebuild it with 'assistant index --force'."
+        ) from None
+    if hashlib.sha256(data).hexdigest() != build.manifest.get("snapshot_sha256"):
+        raise IndexNotReadyError(
+            "The index is damaged: its snapshot does not match the checksum its build recorded. Rebuild it with "
+            "'assistant index --force'."
+        )
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            records = {}
+            for name in COLLECTIONS:
+                found = json.loads(arrays[f"{name}.records"].tobytes().decode("utf-8"))
+                found["embeddings"] = arrays[f"{name}.vectors"]
+                records[name] = found
+    except (OSError, ValueError, KeyError) as error:
+        raise IndexNotReadyError(
+            f"The index is damaged: its snapshot cannot be read ({error}). Rebuild it with 'assistant index --force'."
+        ) from None
+    return records
+
+
 def open_table(build: IndexBuild, corpus: Corpus) -> SentenceTable:
     """Every sentence of the build with its vectors, its paragraph's, its chunk's and its section heading's.
 
-    Read from a private copy of the build: serving processes never write to the live build, so any number of
-    them can share it.
+    Read from the build's snapshot: the records its Chroma collections hold, saved beside them when the build
+    was written and checked against the manifest's checksum. Serving then neither imports Chroma's native code
+    nor writes to the live build, so any number of processes share it. A build from before snapshots is read
+    from a private copy of its Chroma files instead.
     """
-    include: Any = ["documents", "metadatas", "embeddings"]
-    with private_copy(build) as copy:
-        client = _chroma_client(copy)
-        try:
-            chunk_records = client.get_collection(COLLECTION).get(include=include)
-            sentences = client.get_collection(SENTENCES).get(include=include)
-            paragraphs = client.get_collection(PARAGRAPHS).get(include=include)
-            headings = client.get_collection(HEADINGS).get(include=include)
-        except (ValueError, chromadb.errors.NotFoundError) as error:
-            raise IndexNotReadyError(
-                f"The index in {build.path} is incomplete ({error}). Rebuild it with 'assistant index --force'."
-            ) from None
-        finally:
-            client.close()
+    if "snapshot_sha256" in build.manifest:
+        records = read_snapshot(build)
+    else:
+        with private_copy(build) as copy:
+            records = read_records(copy, build.path)
+    chunk_records, sentences, paragraphs, headings = (records[name] for name in COLLECTIONS)
     chunk_rows = records_by_id(chunk_records)
     chunks = [Document(id=i, page_content=text, metadata=dict(meta or {})) for i, text, meta, _ in chunk_rows]
     chunk_vectors = np.vstack([np.asarray(row[3], dtype=np.float32) for row in chunk_rows])

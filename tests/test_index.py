@@ -12,13 +12,23 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from langchain_core.embeddings import Embeddings
 
 from assistant.corpus import load_corpus
 from assistant.embeddings import make_embeddings
-from assistant.errors import IndexBusyError
-from assistant.index import build_index, build_lock, fresh_build, live_build, open_vector_store
+from assistant.errors import IndexBusyError, IndexNotReadyError
+from assistant.index import (
+    SNAPSHOT,
+    IndexBuild,
+    build_index,
+    build_lock,
+    fresh_build,
+    live_build,
+    open_table,
+    open_vector_store,
+)
 from assistant.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -139,3 +149,32 @@ def test_the_assistant_builds_its_own_index_when_missing(small: Settings) -> Non
     answer = Assistant(small, bank=load_bank(corpus, skip_unresolved=True)).ask("What are the fair use factors?")
     assert live_build(small.index_dir) is not None
     assert answer.answered and answer.citations
+
+
+def test_serving_reads_the_snapshot_which_holds_what_chroma_holds(small: Settings, embeddings: Embeddings) -> None:
+    corpus = load_corpus(small.corpus_dir)
+    build = build_index(corpus, small, embeddings)
+    assert (build.path / SNAPSHOT).is_file() and len(build.manifest["snapshot_sha256"]) == 64
+    from_snapshot = open_table(build, corpus)
+    legacy = IndexBuild(build.path, {k: v for k, v in build.manifest.items() if k != "snapshot_sha256"})
+    from_chroma = open_table(legacy, corpus)  # the same build read through Chroma (a private copy)
+    assert [s.text for s in from_snapshot.sentences] == [s.text for s in from_chroma.sentences]
+    assert [c.id for c in from_snapshot.chunks] == [c.id for c in from_chroma.chunks]
+    assert np.array_equal(from_snapshot.chunk_vectors, from_chroma.chunk_vectors)
+
+
+def test_a_damaged_snapshot_is_refused_with_a_clear_message(small: Settings, embeddings: Embeddings) -> None:
+    corpus = load_corpus(small.corpus_dir)
+    build = build_index(corpus, small, embeddings)
+    snapshot = build.path / SNAPSHOT
+    data = bytearray(snapshot.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    snapshot.write_bytes(bytes(data))
+    with pytest.raises(IndexNotReadyError, match=r"damaged.*assistant index --force"):
+        open_table(build, corpus)
+    snapshot.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(IndexNotReadyError, match="damaged"):
+        open_table(build, corpus)
+    snapshot.unlink()
+    with pytest.raises(IndexNotReadyError, match="cannot be read"):
+        open_table(build, corpus)
