@@ -192,7 +192,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default from settings: 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from settings: 7860).")] = None,
     workers: Annotated[
-        int | None, typer.Option(min=1, max=32, help="Server processes (default from settings: 1).")
+        int | None, typer.Option(min=1, max=32, help="Answer processes (default from settings: 1).")
     ] = None,
 ) -> None:
     """Serve the chat UI, the help widget and the HTTP API on one server."""

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
@@ -196,62 +196,33 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
     return app
 
 
-def app_from_environment() -> FastAPI:
-    """The app of one worker process, from the same environment settings as the process that started it."""
-    from assistant.settings import load_settings
-
-    return create_app(load_settings())
-
-
-def prepare_in_child() -> None:
-    """Build the index and fit the decisions once, in a child process, before any worker opens them.
-
-    A child process, so that a fault in the native code that builds the index cannot take the server with it,
-    and so that the server's workers never build: each opens the finished build read-only.
-    """
-    import subprocess
-    import sys
-
-    log.info("Preparing the index before the workers start (built and fitted only when missing or stale)")
-    result = subprocess.run([sys.executable, "-m", "assistant.cli", "index"], check=False)
-    if result.returncode != 0:
-        raise AssistantError(
-            "The index could not be prepared for the workers (see the lines above). Fix what they say, run "
-            "'assistant index', then start the server again."
-        )
-
-
 def run_server(
     settings: Settings, host: str | None = None, port: int | None = None, workers: int | None = None
 ) -> None:
-    """Serve chat, widget and API until interrupted (binds 127.0.0.1:7860 unless configured)."""
+    """Serve chat, widget and API until interrupted (binds 127.0.0.1:7860 unless configured).
+
+    ``workers`` (default from settings) is the number of answer processes (:mod:`assistant.pool`); the server
+    itself is always one process, because Gradio keeps each chat session in that process's memory.
+    """
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     bind_host = host or settings.host
     bind_port = port or settings.port
-    processes = workers or settings.workers
-    shown = f"[{bind_host}]" if ":" in bind_host else bind_host
-    options: dict[str, Any] = {
-        "host": bind_host,
-        "port": bind_port,
-        "log_level": "info",
-        "server_header": False,
-        "timeout_graceful_shutdown": 5,
-        # X-Forwarded-For is believed only from the proxies the settings name (uvicorn would trust loopback).
-        "proxy_headers": bool(settings.trusted_proxies),
-        "forwarded_allow_ips": ",".join(settings.trusted_proxies) or "",
-    }
-    if processes > 1:
-        prepare_in_child()
-        log.info(
-            "Chat at http://%s:%d/ , API docs at /docs , widget script at /widget.js (%d workers)",
-            shown,
-            bind_port,
-            processes,
-        )
-        uvicorn.run("assistant.server:app_from_environment", factory=True, workers=processes, **options)
-        return
+    if workers is not None:
+        settings = settings.model_copy(update={"workers": workers})
     app = create_app(settings)
+    shown = f"[{bind_host}]" if ":" in bind_host else bind_host
     log.info("Chat at http://%s:%d/ , API docs at /docs , widget script at /widget.js", shown, bind_port)
-    uvicorn.Server(uvicorn.Config(app, **options)).run()
+    config = uvicorn.Config(
+        app,
+        host=bind_host,
+        port=bind_port,
+        log_level="info",
+        server_header=False,
+        timeout_graceful_shutdown=5,
+        # X-Forwarded-For is believed only from the proxies the settings name (uvicorn would trust loopback).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or "",
+    )
+    uvicorn.Server(config).run()

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from assistant.brief import Brief, build_brief, conversation, earlier_answer_ids
 from assistant.corpus import Corpus
@@ -24,7 +24,6 @@ from assistant.settings import Settings
 from assistant.store import IssuedAnswer, LoggedQuestion, Store, open_store
 
 if TYPE_CHECKING:
-    from assistant.assistant import Assistant
     from assistant.schemas import Answer, Message
 
 log = logging.getLogger("assistant.service")
@@ -82,11 +81,24 @@ class AnswerSlots:
             self._slots.release()
 
 
+class Answerer(Protocol):
+    """What the service needs of whatever answers its questions.
+
+    An :class:`~assistant.assistant.Assistant` in this process, or an :class:`~assistant.pool.AnswerPool` of several.
+    """
+
+    index_info: dict[str, Any]
+
+    def ask(self, question: str, history: Sequence[Message | dict[str, Any]] = ()) -> Answer:
+        """Answer one question in its conversation."""
+        ...
+
+
 class AssistantService:
     """What the API and the chat UI share: the assistant, answer slots and the store."""
 
     def __init__(
-        self, settings: Settings, corpus: Corpus, assistant: Assistant | None = None, store: Store | None = None
+        self, settings: Settings, corpus: Corpus, assistant: Answerer | None = None, store: Store | None = None
     ) -> None:
         self.settings = settings
         self.corpus = corpus
@@ -121,11 +133,16 @@ class AssistantService:
         return self.ready
 
     def _load(self) -> None:
-        from assistant.assistant import Assistant
-
         try:
-            self._assistant = Assistant(self.settings, corpus=self.corpus)
-            log.info("Assistant ready: %s", self._assistant.index_info)
+            if self.settings.workers > 1:
+                from assistant.pool import AnswerPool
+
+                self._assistant = AnswerPool(self.settings, self.settings.workers)
+            else:
+                from assistant.assistant import Assistant
+
+                self._assistant = Assistant(self.settings, corpus=self.corpus)
+            log.info("Assistant ready (%d answer process(es)): %s", self.settings.workers, self._assistant.index_info)
         except AssistantError as error:
             log.error("The assistant could not start: %s", error)
             self._load_error = error
@@ -133,7 +150,7 @@ class AssistantService:
             log.exception("The assistant could not start")
             self._load_error = IndexNotReadyError(f"The assistant could not start: {error}")
 
-    def assistant(self) -> Assistant:
+    def assistant(self) -> Answerer:
         """The loaded assistant, or the reason there is none yet."""
         if self._assistant is not None:
             return self._assistant
@@ -220,5 +237,9 @@ class AssistantService:
         return info
 
     def close(self) -> None:
-        """Flush and close the store."""
+        """Stop the answer processes, if any; flush and close the store."""
+        from assistant.pool import AnswerPool
+
+        if isinstance(self._assistant, AnswerPool):
+            self._assistant.close()
         self.store.close()

@@ -293,11 +293,10 @@ class Settings(BaseSettings):
         default=1,
         ge=1,
         le=32,
-        description="Server processes answering on the one port ('assistant serve --workers N'). Python answers "
-        "one question at a time per process, so a machine with N cores answers up to N at once with N workers "
-        "(docs/performance.md). The index is built and fitted once, before the workers start, and each worker "
-        "reads it without writing to it. Each worker keeps its own rate-limit counts unless ASSISTANT_REDIS_URL "
-        "names a shared Redis.",
+        description="Processes that compute answers ('assistant serve --workers N'). Python computes one answer at "
+        "a time per process, so N cores answer up to N at once with N workers (docs/performance.md). The server "
+        "stays one process, as Gradio's chat sessions require; each worker opens the shared build read-only, and "
+        "only the first builds or fits what is missing.",
     )
     redis_url: SecretStr | None = Field(
         default=None,

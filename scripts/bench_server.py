@@ -1,7 +1,8 @@
 """Benchmark the one server on loopback: /api/ask, the Gradio chat endpoint, and a trivial echo route.
 
 Starts the real server (real assistant and index) in a child process, once with
-each worker count asked for (default 1 and 2), with one extra route,
+each number of answer processes asked for (``ASSISTANT_WORKERS``, default 1
+and 2), with one extra route,
 ``POST /api/echo``, that returns its JSON body: the same app, the same
 middleware, no work. Then, for 1, 8 and 32 concurrent clients, each
 client sends a fixed number of requests (bounded loops); every measurement is
@@ -32,6 +33,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -48,8 +50,8 @@ QUESTIONS = [
 ]
 
 
-def bench_app() -> object:
-    """The server from settings plus the echo route (a factory, so that every worker process builds its own)."""
+def bench_app() -> Any:
+    """The server from settings plus the echo route."""
     from fastapi.routing import APIRoute
 
     from assistant.server import create_app
@@ -67,24 +69,11 @@ def bench_app() -> object:
     return app
 
 
-def serve(port: int, workers: int) -> None:
-    """Child mode: :func:`bench_app` on 127.0.0.1:port, in ``workers`` processes (the index prepared first)."""
+def serve(port: int) -> None:
+    """Child mode: :func:`bench_app` on 127.0.0.1:port (answer processes from ASSISTANT_WORKERS)."""
     import uvicorn
 
-    if workers > 1:
-        from assistant.server import prepare_in_child
-
-        prepare_in_child()
-    uvicorn.run(
-        "bench_server:bench_app",
-        factory=True,
-        app_dir=str(Path(__file__).resolve().parent),
-        host="127.0.0.1",
-        port=port,
-        workers=workers,
-        log_level="warning",
-        server_header=False,
-    )
+    uvicorn.run(bench_app(), host="127.0.0.1", port=port, log_level="warning", server_header=False)
 
 
 def free_port() -> int:
@@ -103,7 +92,7 @@ def memory_mib(pid: int) -> tuple[float, float]:
 
 
 def serving_processes(pid: int) -> list[int]:
-    """The process that answers: the server itself, or each of its worker processes."""
+    """The server process and its answer processes (its children that run ``spawn_main``), if any."""
     workers = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -111,9 +100,9 @@ def serving_processes(pid: int) -> list[int]:
             cmdline = (stat.parent / "cmdline").read_bytes()
         except (OSError, IndexError, ValueError):
             continue
-        if parent == pid and b"spawn_main" in cmdline:
+        if parent == pid and b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
             workers.append(int(stat.parent.name))
-    return workers or [pid]
+    return [pid, *workers]
 
 
 Call = Callable[[httpx.AsyncClient, str], Awaitable[float | None]]
@@ -276,6 +265,7 @@ def measure(args: argparse.Namespace, workers: int) -> tuple[list[Row], str]:
             "ASSISTANT_DATA_DIR": str(data_dir),
             "ASSISTANT_RATE_LIMIT_PER_MINUTE": "100000000",
             "ASSISTANT_STREAM_DELAY": str(args.stream_delay),
+            "ASSISTANT_WORKERS": str(workers),
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
         }
@@ -283,7 +273,7 @@ def measure(args: argparse.Namespace, workers: int) -> tuple[list[Row], str]:
     if args.index_dir:
         env["ASSISTANT_INDEX_DIR"] = str(args.index_dir)
     process = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(port), "--workers", str(workers)],
+        [sys.executable, __file__, "--serve", str(port)],
         cwd=data_dir,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -292,10 +282,6 @@ def measure(args: argparse.Namespace, workers: int) -> tuple[list[Row], str]:
     )
     try:
         wait_ready(base, process)
-        # Each worker loads on its own: wait until health checks spread over all of them keep saying ready.
-        streak = 0
-        while streak < 10 * workers:
-            streak = streak + 1 if httpx.get(f"{base}/api/health", timeout=30).status_code == 200 else 0
         answering = serving_processes(process.pid)
         idle = [memory_mib(pid)[0] for pid in answering]
         endpoints: dict[str, Call] = {
@@ -328,7 +314,7 @@ def measure(args: argparse.Namespace, workers: int) -> tuple[list[Row], str]:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
     memory = (
-        f"{workers} answering process{'es' if workers > 1 else ''}: RSS when ready "
+        f"ASSISTANT_WORKERS={workers} (server first, then its answer processes): RSS when ready "
         f"{', '.join(f'{m:.0f}' for m in idle)} MiB; after the run {', '.join(f'{m[0]:.0f}' for m in after)} MiB; "
         f"peak {', '.join(f'{m[1]:.0f}' for m in after)} MiB."
     )
@@ -346,7 +332,7 @@ def main() -> None:
     parser.add_argument("--stream-delay", type=float, default=0.03, help="chat streaming pause (the default setting)")
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, int(args.workers))
+        serve(args.serve)
         return
 
     rows: list[Row] = []
