@@ -16,6 +16,8 @@ Nothing here is tuned: the models in ``assistant.decisions`` weigh these feature
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -55,6 +57,14 @@ class QueryView:
     """Sentences the previous answer already quoted: a follow-up gets something new."""
 
 
+ROW_CACHE_BATCH = 16
+"""Calls with at most this many texts go through the row cache: a question's calls carry one to a few texts,
+while fitting transforms the bank's thousands at once, straight through."""
+ROW_CACHE_TEXTS = 1024
+"""Rows remembered per vectorizer: repeats happen within one question, so this only needs to cover the
+questions being answered at once, with room to spare (each row is a few kilobytes)."""
+
+
 class TextVectorizer:
     """TF-IDF over word uni- and bigrams and character 2-4-grams of the message, fitted on the bank."""
 
@@ -70,9 +80,40 @@ class TextVectorizer:
         self._chars.fit(texts)
         return self
 
-    def transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
-        """Rows of word and character n-gram weights."""
+    def _transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
         return sparse.hstack([self._words.transform(texts), self._chars.transform(texts)]).tocsr()
+
+    def transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        """Rows of word and character n-gram weights.
+
+        A question's few texts are remembered row by row: one turn transforms its message for the situation,
+        again for the question's features and once more as its context, and each row is the same every time.
+        """
+        texts = list(texts)
+        if len(texts) > ROW_CACHE_BATCH:
+            return self._transform(texts)
+        cache_, lock = self._row_cache()
+        with lock:
+            found = {t: cache_[t] for t in texts if t in cache_}
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            fresh = self._transform(missing)
+            with lock:
+                for i, text in enumerate(missing):
+                    found[text] = cache_[text] = fresh[i]
+                while len(cache_) > ROW_CACHE_TEXTS:
+                    cache_.popitem(last=False)
+        return sparse.vstack([found[t] for t in texts], format="csr")
+
+    def _row_cache(self) -> tuple[OrderedDict[str, sparse.csr_matrix], threading.Lock]:
+        held = self.__dict__.get("_rows")
+        if held is None:
+            held = self.__dict__.setdefault("_rows", (OrderedDict(), threading.Lock()))
+        return held  # type: ignore[no-any-return]
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled without the remembered rows (and their lock)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_rows"}
 
 
 def question_matrix(

@@ -136,13 +136,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs for latency and cold start")
     parser.add_argument("--build-runs", type=int, default=2, help="runs for each kind of index build")
     parser.add_argument("--dataset", type=Path, default=ROOT / "evals" / "questions.jsonl")
+    parser.add_argument("--index-dir", type=Path, help="an index built already: measure serving only, no builds")
     args = parser.parse_args()
 
     rows = [json.loads(line) for line in args.dataset.read_text(encoding="utf-8").splitlines() if line.strip()]
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     first: dict[str, list[float]] = {b: [] for b in BACKENDS}
     again: dict[str, list[float]] = {b: [] for b in BACKENDS}
-    for run in range(args.build_runs):
+    for run in range(0 if args.index_dir else args.build_runs):
         for backend in BACKENDS:
             index_dir = work / f"{backend}-{run}"
             console.print(f"[bold]first build[/] {backend}, run {run + 1}/{args.build_runs}")
@@ -152,7 +153,7 @@ def main() -> None:
             if run < args.build_runs - 1:
                 shutil.rmtree(index_dir)
 
-    indexes = {backend: work / f"{backend}-{args.build_runs - 1}" for backend in BACKENDS}
+    indexes = {backend: args.index_dir or work / f"{backend}-{args.build_runs - 1}" for backend in BACKENDS}
     warm_times = {}
     for backend in BACKENDS:
         console.print(f"[bold]warm latency[/] {backend}")
@@ -183,8 +184,9 @@ def main() -> None:
     row("cold start to first answer", {b: f"{med([c[0] for c in colds[b]]):.2f} s" for b in BACKENDS})
     row("peak memory (cold process)", {b: f"{med([c[1] for c in colds[b]]):.0f} MiB" for b in BACKENDS})
     row("torch loaded to serve", {b: "yes" if any(c[2] for c in colds[b]) else "no" for b in BACKENDS})
-    row("assistant index, first build", {b: f"{med(first[b]):.1f} s" for b in BACKENDS})
-    row("assistant index --force, vector cache warm", {b: f"{med(again[b]):.1f} s" for b in BACKENDS})
+    if not args.index_dir:
+        row("assistant index, first build", {b: f"{med(first[b]):.1f} s" for b in BACKENDS})
+        row("assistant index --force, vector cache warm", {b: f"{med(again[b]):.1f} s" for b in BACKENDS})
     console.print(table)
     console.print(f"questions: {len(rows)}; cores: {os.cpu_count()}; scratch folder: {work}")
 
