@@ -14,6 +14,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 from scipy import sparse
+from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
 from assistant.decisions.neighbours import Neighbours
@@ -118,6 +119,17 @@ def logistic(c: float, balanced: bool = False) -> LogisticRegression:
     )
 
 
+def positive(model: LogisticRegression, features: Matrix) -> np.ndarray:
+    """P(the positive class) of a fitted binary logistic regression: ``predict_proba(features)[:, 1]``.
+
+    The same arithmetic as scikit-learn's (the logistic of ``features @ coef.T + intercept``), without its
+    per-call checks and dispatch, which cost more than the product itself for the one question a turn asks
+    about; ``tests/decisions/test_models.py`` checks both give the same numbers.
+    """
+    scores = features @ model.coef_[0] + model.intercept_[0]
+    return np.asarray(expit(np.asarray(scores, dtype=np.float64)).ravel())
+
+
 @dataclass
 class BinaryDecision:
     """A yes/no decision: a fitted classifier and the cut on its probability."""
@@ -127,7 +139,7 @@ class BinaryDecision:
 
     def probability(self, features: Matrix) -> np.ndarray:
         """P(yes) per row."""
-        return np.asarray(self.model.predict_proba(features)[:, 1])
+        return positive(self.model, features)
 
     def decide(self, features: Matrix) -> np.ndarray:
         """Yes/no per row."""
@@ -160,12 +172,12 @@ class SituationDecision:
         of the user's own matter when any of its sentences does ("I want to release it next month. Is that
         risky?"), so a row's 'own' probability is the highest of its own and its sentences'.
         """
-        own = self.own.predict_proba(features)[:, 1]
+        own = positive(self.own, features)
         if parts is not None and len(part_of):
-            for row, probability in zip(part_of, self.own.predict_proba(parts)[:, 1], strict=True):
+            for row, probability in zip(part_of, positive(self.own, parts), strict=True):
                 own[row] = max(own[row], probability)
         words = features[:, : self.topic_columns]
-        return {label: own * self.topics[label].predict_proba(words)[:, 1] for label in self.labels}
+        return {label: own * positive(self.topics[label], words) for label in self.labels}
 
     def decide(self, features: Matrix, parts: Matrix | None = None, part_of: Sequence[int] = ()) -> list[set[str]]:
         """The labels that apply, per row."""

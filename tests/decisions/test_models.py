@@ -62,3 +62,20 @@ def test_a_situation_needs_both_an_own_matter_and_its_topic() -> None:
     topic = LogisticRegression().fit(features[:, :2], features[:, 1] > 0.5)
     decision = SituationDecision(("t",), own, {"t": topic}, {"t": 0.5}, topic_columns=2)
     assert [sorted(s) for s in decision.decide(features[:4])] == [[], ["t"], [], []]
+
+
+@pytest.mark.parametrize("sparse_input", [False, True])
+def test_positive_gives_what_predict_proba_gives(sparse_input: bool) -> None:
+    from scipy import sparse
+
+    from assistant.decisions.models import positive
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(300, 40)) * (rng.random((300, 40)) < 0.2)
+    y = (x[:, :5].sum(axis=1) + rng.normal(scale=0.5, size=300)) > 0
+    model = LogisticRegression(C=1.0, max_iter=1000).fit(sparse.csr_matrix(x) if sparse_input else x, y)
+    features = sparse.csr_matrix(x) if sparse_input else x
+    expected = model.predict_proba(features)[:, 1]
+    got = positive(model, features)
+    assert got.shape == expected.shape
+    assert np.allclose(got, expected, rtol=0, atol=1e-15)
