@@ -181,7 +181,7 @@ def _trusted_inputs() -> contextlib.AbstractContextManager[None]:
     """scikit-learn without its per-call input checks, for this thread only.
 
     The fitted decisions only ever see matrices the assistant's own feature code builds (finite, of the fitted
-    shape); the checks cost about 1 ms of a warm question's 8 ms (scripts/bench_assistant.py).
+    shape); the checks cost about 1 ms a question (scripts/bench_assistant.py).
     """
     context: contextlib.AbstractContextManager[None] = sklearn.config_context(
         assume_finite=True, skip_parameter_validation=True
