@@ -142,10 +142,6 @@ class AnswerPool:
                 del self._owner[answer_id]
         broken.shutdown(wait=False, cancel_futures=True)
 
-    def processes(self) -> list[int]:
-        """Process ids of the answer processes (for health checks and tests)."""
-        return [pid for executor in self._executors for pid in (executor._processes or {})]
-
     def close(self) -> None:
         """Stop the answer processes."""
         for executor in self._executors:

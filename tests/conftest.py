@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+pytest_plugins = ["server_fixtures"]
+"""Its fixtures (the fake-answering ``service``, the live server) are available to every test module."""
+
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:

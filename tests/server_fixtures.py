@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -26,6 +26,9 @@ import pytest
 from assistant.corpus import Corpus
 from assistant.guardrails import guard
 from assistant.schemas import Answer, Citation, Escalation
+
+if TYPE_CHECKING:
+    from assistant.service import AssistantService
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = PROJECT_ROOT / "artifacts"
@@ -164,6 +167,20 @@ class ServerProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[AssistantService]:
+    """A real service (store, limits, guard) in a temp folder, answering with :class:`FakeAssistant`."""
+    from assistant.corpus import load_corpus
+    from assistant.service import AssistantService as Service
+    from assistant.settings import Settings
+
+    settings = Settings(_env_file=None, index_dir=tmp_path / "index", data_dir=tmp_path / "data", stream_delay=0)  # type: ignore[call-arg]
+    corpus = load_corpus(settings.corpus_dir)
+    svc = Service(settings, corpus, FakeAssistant(corpus))  # type: ignore[arg-type]
+    yield svc
+    svc.close()
 
 
 def server_env(index_dir: Path, data_dir: Path, port: int, **extra: str) -> dict[str, str]:

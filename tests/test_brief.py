@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from server_fixtures import FakeAssistant
 
 from assistant import brief as brief_module
 from assistant.brief import UnknownBriefError, to_html, to_markdown
-from assistant.corpus import Corpus, load_corpus
+from assistant.corpus import Corpus
 from assistant.errors import InputError
 from assistant.presentation import DISCLAIMER_TITLE, NOTICE_TITLE
 from assistant.schemas import Answer
@@ -27,15 +26,6 @@ FIXED = {
     NOTICE_TITLE,
     DISCLAIMER_TITLE,
 }
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[AssistantService]:
-    settings = Settings(_env_file=None, index_dir=tmp_path / "index", data_dir=tmp_path / "data", stream_delay=0)  # type: ignore[call-arg]
-    corpus = load_corpus(settings.corpus_dir)
-    svc = AssistantService(settings, corpus, FakeAssistant(corpus))  # type: ignore[arg-type]
-    yield svc
-    svc.close()
 
 
 def conversation(service: AssistantService) -> tuple[Answer, Answer]:

@@ -9,7 +9,6 @@ from typing import Any
 
 import gradio as gr
 import pytest
-from server_fixtures import FakeAssistant
 
 from assistant.corpus import load_corpus
 from assistant.schemas import Answer
@@ -30,15 +29,6 @@ from assistant.ui import (
 )
 
 CORPUS_URL = "https://www.copyright.gov/title17/92chap1.html#106"
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[AssistantService]:
-    settings = Settings(_env_file=None, index_dir=tmp_path / "index", data_dir=tmp_path / "data", stream_delay=0)  # type: ignore[call-arg]
-    corpus = load_corpus(settings.corpus_dir)
-    svc = AssistantService(settings, corpus, FakeAssistant(corpus))  # type: ignore[arg-type]
-    yield svc
-    svc.close()
 
 
 def test_user_text_is_escaped_for_markdown_and_html() -> None:
