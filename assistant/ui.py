@@ -21,6 +21,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 import gradio as gr  # imported after analytics is switched off
 from fastapi import FastAPI
+from linkify_it import LinkifyIt
 
 from assistant import presentation
 from assistant.errors import AssistantError
@@ -68,6 +69,29 @@ def escape_text(text: str) -> str:
             out.append("\\" + char)
         else:
             out.append(char)
+    return "".join(out)
+
+
+def _code_span(text: str) -> str:
+    """``text`` as a Markdown code span: shown verbatim, never escaped, linked or formatted."""
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def user_markdown(text: str) -> str:
+    """Markdown that shows what the user typed literally.
+
+    Web addresses (found by ``linkify-it-py``, the link finder behind markdown-it's linkify) go into code spans:
+    backslash escapes inside an address would show as typed backslashes, and the chat's autolinker would turn
+    them into a broken link. A code span shows the address exactly as typed, and does not link it.
+    """
+    out: list[str] = []
+    last = 0
+    for match in LinkifyIt().match(text) or []:
+        out += [escape_text(text[last : match.index]), _code_span(text[match.index : match.last_index])]
+        last = match.last_index
+    out.append(escape_text(text[last:]))
     return "".join(out)
 
 
@@ -161,7 +185,7 @@ class ChatHandlers:
         """Show the question, stream the answer in, then add source cards, notices and disclaimer."""
         question = question or ""  # a direct call to the chat endpoint may send null
         before = list(state["messages"])
-        shown = [*before, {"role": "user", "content": escape_text(question)}]
+        shown = [*before, {"role": "user", "content": user_markdown(question)}]
         pending = {"role": "assistant", "content": "", "metadata": {"title": PENDING_TITLE, "status": "pending"}}
         yield [*shown, pending], state, ""
         try:
@@ -176,9 +200,11 @@ class ChatHandlers:
             raise gr.Error(answer.answer, title="Please change your question")
         index = len(shown)
         text = answer_text(answer, self.allowed)
-        for piece in stream_pieces(text):
-            yield [*shown, {"role": "assistant", "content": piece}], state, gr.skip()
-            if self.delay:
+        if self.delay:
+            # Paced pieces read as typing. Unpaced they would arrive in one burst, each costing the server a
+            # round of serialising the conversation for nothing, so with no delay the answer comes in one piece.
+            for piece in stream_pieces(text):
+                yield [*shown, {"role": "assistant", "content": piece}], state, gr.skip()
                 time.sleep(self.delay)
         final = [*shown, {"role": "assistant", "content": text}]
         final += reply_messages(answer, self.allowed)

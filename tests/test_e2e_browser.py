@@ -159,6 +159,16 @@ def test_html_in_the_question_is_shown_as_text_and_runs_nothing(chat: Watched) -
     assert chat.dialogs == []
 
 
+def test_an_address_in_the_question_is_shown_exactly_as_typed(chat: Watched) -> None:
+    page = chat.page
+    ask_in_chat(page, "Can I remix the stems from https://example.com/track_01.html?")
+    user = page.locator('#chat [data-testid="user"]').first
+    expect(user).to_contain_text("Can I remix the stems from https://example.com/track_01.html?")
+    expect(page.locator("#chat")).to_contain_text("Legal disclaimer:")
+    assert "\\" not in user.inner_text()
+    assert user.locator("a").count() == 0, "a typed address is shown, not turned into a link"
+
+
 def test_chat_is_readable_at_phone_width(browser: Browser, live_server: LiveServer) -> None:
     watched = open_page(browser, width=390, height=844)
     page = watched.page

@@ -26,6 +26,7 @@ from assistant.ui import (
     reply_messages,
     safe_answer_markdown,
     stream_pieces,
+    user_markdown,
 )
 
 CORPUS_URL = "https://www.copyright.gov/title17/92chap1.html#106"
@@ -38,6 +39,19 @@ def test_user_text_is_escaped_for_markdown_and_html() -> None:
     assert "\\*\\*bold\\*\\*" in escaped
     assert "\\[link\\]\\(https://evil\\.example\\)" in escaped
     assert "&amp;" in escaped and "\\$\\$x\\$\\$" in escaped
+
+
+def test_a_typed_address_is_shown_as_typed_in_a_code_span_and_the_rest_escaped() -> None:
+    shown = user_markdown("Is https://example.com/track.html and www.example.org/a_b ok? **x** <b>")
+    assert "`https://example.com/track.html`" in shown
+    assert "`www.example.org/a_b`" in shown
+    assert "\\*\\*x\\*\\*" in shown and "&lt;b&gt;" in shown
+    assert user_markdown("no address here.") == escape_text("no address here.")
+
+
+def test_a_typed_address_with_backticks_keeps_its_code_span_closed() -> None:
+    shown = user_markdown("see https://example.com/a`b")
+    assert shown.endswith("``https://example.com/a`b``")
 
 
 def test_answer_links_survive_only_to_corpus_urls(service: AssistantService) -> None:
@@ -94,6 +108,7 @@ def drain(updates: Iterator[Any]) -> list[Any]:
 
 def test_respond_streams_then_adds_cards_and_disclaimer(service: AssistantService) -> None:
     handlers = ChatHandlers(service)
+    handlers.delay = 0.001  # paced: the answer arrives in pieces
     state = new_state()
     updates = drain(handlers.respond("Does Spotify allow <b>stem</b> extraction?", state))
     first_messages, _, textbox = updates[0]
@@ -108,6 +123,15 @@ def test_respond_streams_then_adds_cards_and_disclaimer(service: AssistantServic
     assert final[-1]["content"].startswith("<small><strong>Legal disclaimer:</strong>")
     assert final_state["turns"][0]["index"] == 1
     assert final_state["history"][0] == {"role": "user", "content": "Does Spotify allow <b>stem</b> extraction?"}
+
+
+def test_with_no_stream_delay_the_answer_comes_in_one_piece(service: AssistantService) -> None:
+    assert service.settings.stream_delay == 0
+    updates = drain(ChatHandlers(service).respond("Does Spotify allow stem extraction?", new_state()))
+    assert len(updates) == 2  # the question with the pending note, then the whole reply
+    final, _, _ = updates[-1]
+    assert final[1]["content"] == "Platform terms may prohibit stem extraction. [1]"
+    assert final[-1]["content"].startswith("<small><strong>Legal disclaimer:</strong>")
 
 
 def rejected(updates: Iterator[Any]) -> tuple[Any, str]:
