@@ -25,7 +25,8 @@ class CompositionRequest:
     view: QueryView
     judgement: Judgement
     situation_rows: tuple[int, ...] = ()
-    """The 'When to Ask a Lawyer' bullets of the situations this reply is about (table rows): cited last."""
+    """The 'When to Ask a Lawyer' bullets of the situations this reply is about (table rows): shown as notices,
+    so a composer leaves them out of the answer."""
     context: tuple[Document, ...] = ()
     """The best passages (chunks), best first, for a composer that writes from passages rather than sentences."""
 

@@ -9,7 +9,8 @@
 3. when the question asks for a whole list (a fitted decision) and the lead is an item of one, the
    whole list is the answer, in order;
 4. a claim keeps the article's qualification of it ("arguably a derivative work" brings "The argument
-   is not airtight"), and the bullet of the user's situation is cited last.
+   is not airtight"); the bullet of the user's situation is left to the notice the guardrails attach,
+   so it is shown once.
 
 Quotes are verbatim, so each sentence carries a ``[n]`` marker and each citation's quote is an exact
 slice of its corpus file (checked before it is returned). A paragraph's run-in label ("Whether you
@@ -65,16 +66,17 @@ class ExtractiveComposer:
         if not judgement.covered or not len(judgement.ranking.rows):
             return not_covered(closest_sections(self._table, judgement))
         points = self._points(request)
-        # The bullet of the user's situation comes last, after the substance, never as the lead.
-        points = [[r for r in point if r not in request.situation_rows] for point in points]
-        points = [point for point in points if point] + [[row] for row in request.situation_rows]
+        # The bullet of the user's situation is shown once, as the notice the guardrails attach, not quoted in
+        # the answer too; only when it is all the ranking has to say does the answer quote it.
+        kept = [[r for r in point if r not in request.situation_rows] for point in points]
+        points = [point for point in kept if point] or points
         return self._cite([self._table.sentences[row] for point in points for row in point])
 
     def _points(self, request: CompositionRequest) -> list[list[int]]:
         """Rows to quote, as points: the lead first, then the supporting points, each with its hedge."""
         ranking = request.judgement.ranking
-        # In a situation, the bullet that applies is cited last, and no other bullet is quoted: beside the
-        # notice, another bullet would read as advice for this user.
+        # In a situation, no bullet is quoted: the one that applies is the notice, and beside it another bullet
+        # would read as advice for this user.
         bullets = self._bullets if request.situation_rows else []
         substance = ~np.isin(ranking.rows, bullets)
         if substance.any():

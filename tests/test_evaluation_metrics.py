@@ -147,6 +147,22 @@ def test_section_hit_looks_at_the_top_three_citations_only(corpus: Corpus) -> No
     assert hit.section_precision.value == 0.75
 
 
+def test_an_answers_notices_count_after_its_citations_and_an_abstention_stays_a_miss(corpus: Corpus) -> None:
+    lawyer = "When to Ask a Lawyer"
+    notice = [Escalation(trigger="claim_or_takedown", text="If you receive a copyright claim or takedown notice.")]
+    expected = case(expected_sections=[lawyer], must_include=["takedown notice"])
+    answered = reply(corpus, f"{STREAMING} [1]", [cite(1, STREAMING, PLATFORM)], escalations=notice)
+    score = score_case(CaseOutcome(expected, answered, 0.1), corpus)
+    assert score.section_hit is True and score.must_include.hits == 1
+    three = [cite(i + 1, q) for i, q in enumerate([REPRODUCTION, DERIVATIVE, REPRODUCTION])]
+    text = " ".join(f"{c.quote} [{c.n}]" for c in three)
+    late = score_case(CaseOutcome(expected, reply(corpus, text, three, escalations=notice), 0.1), corpus)
+    assert late.section_hit is False  # the notice comes fourth
+    declined = reply(corpus, "The sources do not cover that.", [], answered=False, escalations=notice)
+    missed = score_case(CaseOutcome(expected, declined, 0.1), corpus)
+    assert missed.section_hit is False and missed.must_include.hits == 0
+
+
 def test_section_hit_does_not_apply_to_unanswerable_cases(corpus: Corpus) -> None:
     answer = reply(corpus, "The sources do not cover that.", [], answered=False)
     score = score_case(CaseOutcome(case(answerable=False, expected_sections=[WHAT]), answer, 0.1), corpus)

@@ -103,14 +103,20 @@ def test_a_claim_keeps_its_hedge(assistant: Assistant) -> None:
     assert "arguably" in answer and "not airtight" in answer
 
 
-def test_the_bullet_of_the_users_situation_comes_last_and_no_other_bullet_is_quoted(assistant: Assistant) -> None:
+def test_no_bullet_is_quoted_beside_the_notice_of_the_users_situation(assistant: Assistant) -> None:
     bullets = bullet_rows(assistant.table)
     substance = _row(assistant, "YouTube has specific policies")
     rows = [bullets["claim_or_takedown"], bullets["license_negotiation"], substance]
     _answer, quoted = _compose(assistant, rows, [0.95, 0.9, 0.8], situation=(bullets["claim_or_takedown"],))
     assert quoted[0].row == substance
-    assert quoted[-1].row == bullets["claim_or_takedown"]
-    assert bullets["license_negotiation"] not in [s.row for s in quoted]
+    assert not {bullets["claim_or_takedown"], bullets["license_negotiation"]} & {s.row for s in quoted}
+
+
+def test_the_bullet_is_quoted_when_it_is_all_the_ranking_has(assistant: Assistant) -> None:
+    bullets = bullet_rows(assistant.table)
+    rows = [bullets["claim_or_takedown"]]
+    _answer, quoted = _compose(assistant, rows, [0.95], situation=(bullets["claim_or_takedown"],))
+    assert [s.row for s in quoted] == [bullets["claim_or_takedown"]]
 
 
 def test_an_uncovered_question_names_the_closest_sections(assistant: Assistant) -> None:

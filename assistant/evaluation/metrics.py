@@ -16,7 +16,7 @@ import numpy as np
 
 from assistant.corpus import ESCALATION_TRIGGER_IDS, Corpus
 from assistant.evaluation.dataset import EvalCase
-from assistant.schemas import Answer
+from assistant.schemas import Answer, Escalation
 
 RETRIEVERS = ("assistant", "dense", "bm25")
 """The assistant's own ranking and the two single-method baselines over the same chunks."""
@@ -214,6 +214,11 @@ def _short(text: str, limit: int = 90) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _answer_notices(answer: Answer) -> list[Escalation]:
+    """The notices that go with an answer's quotes: an answer's bullets live in its notices, not in its text."""
+    return list(answer.escalations) if answer.answered else []
+
+
 def _score_citations(score: CaseScore, corpus: Corpus) -> None:
     """Validity, quote exactness, section precision, sentence support and hedge fidelity."""
     outcome = score.outcome
@@ -233,7 +238,9 @@ def _score_citations(score: CaseScore, corpus: Corpus) -> None:
     if answer.citations or unresolved:
         score.citations_valid = not unresolved and score.quotes_exact.hits == score.quotes_exact.total
 
-    cited = [citation.section for citation in answer.citations]
+    # What the reader is shown quoted, in order: the answer's citations, then the notices' bullets (each quoted
+    # from its section, and shown once, as a notice, not again in the answer). An abstention stays a miss.
+    cited = [citation.section for citation in answer.citations] + [n.section for n in _answer_notices(answer)]
     if case.answerable and case.expected_sections:
         top = cited[:HIT_AT]
         score.section_hit = any(section in case.expected_sections for section in top)
@@ -286,7 +293,8 @@ def score_case(outcome: CaseOutcome, corpus: Corpus) -> CaseScore:
             detail += f" (input problem: {answer.input_problem})"
         score.failures.append(Failure("scope", detail))
     _score_citations(score, corpus)
-    text = answer.answer.lower()
+    # The reply as the reader is shown it: the answer, then the notices' bullets (a bullet is shown once, as a notice).
+    text = "\n".join([answer.answer, *(notice.text for notice in _answer_notices(answer))]).lower()
     missing = [phrase for phrase in case.must_include if phrase.lower() not in text]
     score.must_include = Ratio(len(case.must_include) - len(missing), len(case.must_include))
     if missing:
