@@ -172,7 +172,7 @@ def prepare(
             table,
             ViewBuilder(preparer, cached.embed_documents),
             progress=progress,
-            force=force or retrain,
+            force=retrain,  # a forced build is a new folder: its decisions come from the cache or a fit
         )
     return Engine(build, table, views, bank, decisions, report)
 

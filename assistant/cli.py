@@ -43,7 +43,14 @@ def _settings() -> Settings:
 
 @app.command()
 def index(
-    force: Annotated[bool, typer.Option("--force", help="Rebuild the index (and refit) even when up to date.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Rebuild the index even when up to date (unchanged records reuse the cached decisions; "
+            "add --retrain to refit).",
+        ),
+    ] = False,
     retrain: Annotated[bool, typer.Option("--retrain", help="Refit the decisions even when up to date.")] = False,
 ) -> None:
     """Build the Chroma index from corpus/ and fit the decisions on the question bank (each only when needed)."""

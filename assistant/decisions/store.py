@@ -6,10 +6,17 @@ besides the build itself: the bank's fingerprint, the trainer's version, the dec
 candidate depth and scikit-learn's version. A changed bank therefore gets its own folder and is trained
 on first use; the build's vectors are reused. The folder is written under a temporary name and renamed
 into place, so a reader never sees half a model.
+
+A copy of each fitted set is also kept under ``<index_dir>/models/decisions/<key>-<records>/``, where
+``records`` hashes the build's snapshot contents (every record's text, metadata and vector). A rebuild whose
+records come out the same (``assistant index --force`` with the vector cache, or a rebuild after damage)
+copies the decisions it would otherwise spend about a minute refitting. Only the newest
+:data:`CACHE_KEEP` sets are kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 import sklearn
 
 from assistant.bank import Bank
@@ -27,12 +35,14 @@ from assistant.conversation import ViewBuilder
 from assistant.decisions.models import Decisions
 from assistant.decisions.training import TRAINER_VERSION, Trainer
 from assistant.errors import IndexNotReadyError
-from assistant.index import IndexBuild, build_lock
+from assistant.index import SNAPSHOT, IndexBuild, build_lock
 from assistant.sentences import SentenceTable
 from assistant.settings import Settings
 
 MODEL_FILE = "decisions.joblib"
 REPORT_FILE = "report.json"
+CACHE_KEEP = 4
+"""Fitted sets kept in the decisions cache: the live build's and a few earlier corpora's or banks'."""
 
 
 def decisions_key(bank: Bank, settings: Settings) -> str:
@@ -53,6 +63,43 @@ def decisions_key(bank: Bank, settings: Settings) -> str:
 def decisions_path(build: IndexBuild, bank: Bank, settings: Settings) -> Path:
     """Where the decisions for this build, bank and settings live."""
     return build.path / "decisions" / decisions_key(bank, settings)
+
+
+def records_fingerprint(build: IndexBuild) -> str | None:
+    """A hash of the build's snapshot contents (not its file: the archive's timestamps differ per build)."""
+    snapshot = build.path / SNAPSHOT
+    if not snapshot.is_file():
+        return None  # a build from before snapshots: nothing to key a cache on
+    digest = hashlib.sha256()
+    with np.load(snapshot, allow_pickle=False) as arrays:
+        for name in sorted(arrays.files):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(arrays[name]).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _cache_path(build: IndexBuild, key: str, settings: Settings) -> Path | None:
+    records = records_fingerprint(build)
+    return None if records is None else settings.index_dir / "models" / "decisions" / f"{key}-{records}"
+
+
+def _install(source: Path, target: Path) -> None:
+    """Copy a fitted set's folder to ``target`` under a temporary name, then rename it into place."""
+    staging = target.parent / f".{target.name}-{uuid.uuid4().hex[:8]}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        shutil.copytree(source, staging)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _prune_cache(folder: Path) -> None:
+    entries = sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=os.path.getmtime)
+    for stale in entries[:-CACHE_KEEP]:
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def load_decisions(path: Path) -> Decisions:
@@ -84,6 +131,12 @@ def ensure_decisions(
     with build_lock(settings.index_dir, settings.build_lock_timeout):
         if not force and (path / MODEL_FILE).is_file():
             return load_decisions(path), json.loads((path / REPORT_FILE).read_text(encoding="utf-8"))
+        cached = _cache_path(build, path.name, settings)
+        if not force and cached is not None and (cached / MODEL_FILE).is_file():
+            with contextlib.suppress(IndexNotReadyError, OSError, json.JSONDecodeError):
+                decisions, report = load_decisions(cached), json.loads((cached / REPORT_FILE).read_text("utf-8"))
+                _install(cached, path)
+                return decisions, report
         decisions = Trainer(table, views, settings.decisions, settings.candidates, progress).train(bank)
         report = {
             "key": path.name,
@@ -102,4 +155,7 @@ def ensure_decisions(
             os.replace(staging, path)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        if cached is not None:
+            _install(path, cached)
+            _prune_cache(cached.parent)
         return decisions, report

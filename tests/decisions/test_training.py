@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from assistant.decisions.judge import Judge
 from assistant.decisions.models import Decisions
 from assistant.decisions.store import decisions_path, ensure_decisions
 from assistant.decisions.training import Trainer
+from assistant.index import IndexBuild
 
 pytestmark = pytest.mark.slow
 
@@ -108,6 +110,31 @@ def test_a_changed_bank_is_trained_anew_beside_the_same_build(
     before = (path / "decisions.joblib").stat().st_mtime_ns
     ensure_decisions(build, small_bank, assistant.settings, assistant.table, assistant._views)
     assert (path / "decisions.joblib").stat().st_mtime_ns == before
+
+
+def test_a_rebuild_with_the_same_records_copies_its_decisions_instead_of_refitting(
+    assistant: Assistant, small_bank: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build = assistant._build
+    fitted, report = ensure_decisions(build, small_bank, assistant.settings, assistant.table, assistant._views)
+    twin_path = build.path.parent / f"{build.path.name}-twin"
+    shutil.copytree(build.path, twin_path, ignore=shutil.ignore_patterns("decisions"))
+    twin = IndexBuild(path=twin_path, manifest=build.manifest)
+    try:
+
+        def refit(*_args: object, **_kwargs: object) -> None:
+            raise AssertionError("the decisions were refitted, not copied from the cache")
+
+        monkeypatch.setattr(Trainer, "train", refit)
+        settings, table, views = assistant.settings, assistant.table, assistant._views
+        copied, copied_report = ensure_decisions(twin, small_bank, settings, table, views)
+        assert copied_report == report
+        assert (decisions_path(twin, small_bank, assistant.settings) / "decisions.joblib").is_file()
+        assert copied.report == fitted.report
+        with pytest.raises(AssertionError, match="refitted"):  # --retrain still refits
+            ensure_decisions(twin, small_bank, settings, table, views, force=True)
+    finally:
+        shutil.rmtree(twin_path)
 
 
 def test_probabilities_are_probabilities(assistant: Assistant) -> None:
