@@ -29,7 +29,7 @@ the server and its answer processes sampled every ``--sample-seconds`` (psutil),
 issued answer kept, and whether each one's reply carries the disclaimer. It prints figures and asserts
 nothing.
 
-    .venv/bin/python scripts/bench_load.py                                   # the whole run (about 20 minutes)
+    .venv/bin/python scripts/bench_load.py                                   # the whole run: 14 minutes or more
     .venv/bin/python scripts/bench_load.py --soak-seconds 60 --double-seconds 30
     .venv/bin/python scripts/bench_load.py --url http://127.0.0.1:7860 --server-pid 1234
 """
@@ -479,7 +479,7 @@ class MemorySampler(threading.Thread):
         self.every = every
         self.phase = "ready"
         self.samples: list[tuple[float, str, float, int]] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def sample(self) -> None:
         try:
@@ -494,11 +494,11 @@ class MemorySampler(threading.Thread):
 
     def run(self) -> None:
         self.sample()
-        while not self._stop.wait(self.every):
+        while not self._halt.wait(self.every):
             self.sample()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=10)
         self.sample()
 
@@ -697,6 +697,8 @@ async def run(
             track = Tracker(phase, progress, round(rate * seconds))
             await open_loop(server, track, rate, seconds, people, args, questions, addresses)
             phase.close()
+            drained = time.monotonic() - phase.started - seconds
+            phase.notes.append(f"its last answer came {drained:.1f} s after the arrivals stopped")
         if args.storm > 0:
             single = [o.latency for p in phases if p.name == "1 client (api)" for o in p.outcomes]
             api_wait = statistics.median([t for t in single if t is not None] or [0.02])
