@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -30,7 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -205,10 +206,11 @@ def chat_fn_index(base: str) -> int:
     raise RuntimeError("the chat endpoint is not in the Gradio config")
 
 
-def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 900) -> None:
+def wait_ready(base: str, process: subprocess.Popen[bytes] | None, timeout: float = 900) -> None:
+    """Until ``/api/health`` says ready; fails at once if ``process`` (the server, when started here) exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if process is not None and process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}")
         try:
             if httpx.get(f"{base}/api/health", timeout=5).status_code == 200:
@@ -254,8 +256,16 @@ def table(rows: list[Row]) -> str:
     return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
 
 
-def measure(args: argparse.Namespace, workers: int) -> tuple[list[Row], str]:
-    """Start a server with ``workers`` processes, run every endpoint at every level, stop it."""
+@contextlib.contextmanager
+def running_server(
+    command: list[str], workers: int, index_dir: Path | None = None, log: Path | None = None, **extra_env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start ``command`` as the server on a free loopback port, wait until it is ready, stop it afterwards.
+
+    ``command`` may contain ``{port}``. The server gets a fresh data folder (its own SQLite store), no
+    ASSISTANT_* variable from the caller's environment except those in ``extra_env``, and ``workers``
+    answer processes. Yields the base URL and the process (its own process group, stopped with SIGTERM).
+    """
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     data_dir = Path(tempfile.mkdtemp(prefix="bench-data-"))
@@ -263,25 +273,41 @@ def measure(args: argparse.Namespace, workers: int) -> tuple[list[Row], str]:
     env.update(
         {
             "ASSISTANT_DATA_DIR": str(data_dir),
-            "ASSISTANT_RATE_LIMIT_PER_MINUTE": "100000000",
-            "ASSISTANT_STREAM_DELAY": str(args.stream_delay),
             "ASSISTANT_WORKERS": str(workers),
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
+            **extra_env,
         }
     )
-    if args.index_dir:
-        env["ASSISTANT_INDEX_DIR"] = str(args.index_dir)
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(port)],
-        cwd=data_dir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_ready(base, process)
+    if index_dir:
+        env["ASSISTANT_INDEX_DIR"] = str(index_dir)
+    with contextlib.ExitStack() as stack:
+        output = stack.enter_context(log.open("ab")) if log is not None else subprocess.DEVNULL
+        process = subprocess.Popen(
+            [part.format(port=port) for part in command],
+            cwd=data_dir,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            wait_ready(base, process)
+            yield base, process
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=60)
+
+
+def measure(args: argparse.Namespace, workers: int) -> tuple[list[Row], str]:
+    """Start a server with ``workers`` processes, run every endpoint at every level, stop it."""
+    with running_server(
+        [sys.executable, __file__, "--serve", "{port}"],
+        workers,
+        args.index_dir,
+        ASSISTANT_RATE_LIMIT_PER_MINUTE="100000000",
+        ASSISTANT_STREAM_DELAY=str(args.stream_delay),
+    ) as (base, process):
         answering = serving_processes(process.pid)
         idle = [memory_mib(pid)[0] for pid in answering]
         endpoints: dict[str, Call] = {
@@ -310,9 +336,6 @@ def measure(args: argparse.Namespace, workers: int) -> tuple[list[Row], str]:
                     )
                 )
         after = [memory_mib(pid) for pid in answering]
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
     memory = (
         f"ASSISTANT_WORKERS={workers} (server first, then its answer processes): RSS when ready "
         f"{', '.join(f'{m:.0f}' for m in idle)} MiB; after the run {', '.join(f'{m[0]:.0f}' for m in after)} MiB; "
