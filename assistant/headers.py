@@ -9,7 +9,8 @@ each directive and each relaxation):
   because Gradio writes style attributes and ``<style>`` elements at run time;
 * the widget page: nothing inline at all; it is the only page other sites may frame (``frame-ancestors`` from
   ``settings.allowed_origins``);
-* the API docs (Swagger UI): its assets from this server, its one inline script by its hash, no inline style;
+* the API docs (Swagger UI): its assets from this server, its one inline script by its hash, no inline style,
+  images also from ``data:`` URLs (its icons);
 * the lawyer's brief: no script, its one inline stylesheet by its hash.
 
 Every other page may be framed only by this server's own pages.
@@ -89,7 +90,10 @@ CHAT = Policy(
     }
 )
 WIDGET = Policy({**SAME_ORIGIN_BASICS, "script-src": ("'self'",), "style-src": ("'self'",)})
-DOCS = Policy({**SAME_ORIGIN_BASICS, "script-src": ("'self'", HASHED), "style-src": ("'self'",)})
+# Swagger UI's stylesheet draws its icons (the response table's, the copy button's) as data: SVG images.
+DOCS = Policy(
+    {**SAME_ORIGIN_BASICS, "script-src": ("'self'", HASHED), "style-src": ("'self'",), "img-src": ("'self'", "data:")}
+)
 BRIEF = Policy({**SAME_ORIGIN_BASICS, "img-src": ("'none'",), "connect-src": ("'none'",), "style-src": (HASHED,)})
 
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect"})

@@ -78,15 +78,14 @@ def test_docs_render_every_operation_with_every_outside_request_blocked(
     watched.context.route("**/*", only_loopback)
     page = watched.page
     page.goto(live_server.url + "/docs")
-    operations = page.locator(".opblock-summary-path")
-    expect(operations.filter(has_text="/api/ask")).to_be_visible()
-    paths = sorted({text.strip().replace("\u200b", "") for text in operations.all_inner_texts()})
-    assert paths == ["/api/ask", "/api/brief/{answer_id}", "/api/feedback", "/api/health"]
+    for path in ("/api/ask", "/api/feedback", "/api/brief/{answer_id}", "/api/health"):
+        expect(page.get_by_role("link", name=path, exact=True)).to_be_visible(timeout=TIMEOUT)
+    expect(page.locator(".opblock")).to_have_count(4)
     # Try /api/health from the page: Swagger UI calls this server and shows the answer.
     page.locator(".opblock-summary", has_text="/api/health").click()
     page.get_by_role("button", name="Try it out").click()
     page.get_by_role("button", name="Execute").click()
-    expect(page.locator(".live-responses-table .response-col_status").first).to_have_text("200")
+    expect(page.locator(".live-responses-table tbody .response-col_status").first).to_have_text("200", timeout=TIMEOUT)
     assert blocked == [], "the docs asked another host for something"
     assert watched.violations(page) == [] and watched.policy_errors() == []
 
@@ -100,17 +99,17 @@ def test_a_question_in_the_chat_is_answered_without_a_policy_violation(
     box.fill("I want to commercially release a remix built on AI-separated stems. Is that risky?")
     box.press("Enter")
     chat = page.locator("#chat")
-    expect(chat).to_contain_text(corpus.disclaimer)
+    expect(chat).to_contain_text(corpus.disclaimer, timeout=TIMEOUT)
     expect(chat.locator('[data-testid="bot"]').first).to_contain_text("[1]")
     chat.get_by_role("button", name="Go to source [1]").first.click()  # chat.js: the marker opens its card
-    expect(chat.locator("blockquote").first).to_be_visible()
+    expect(chat.locator("blockquote").first).to_be_visible(timeout=TIMEOUT)
     page.get_by_role("button", name="Like", exact=True).first.click()
-    expect(page.locator("#feedback-status")).to_contain_text("Feedback saved")
-    expect(page.locator("#brief a")).to_have_text("Prepare a brief for a lawyer")
+    expect(page.locator("#feedback-status")).to_contain_text("Feedback saved", timeout=TIMEOUT)
+    expect(page.locator("#brief a")).to_have_text("Prepare a brief for a lawyer", timeout=TIMEOUT)
     with page.expect_popup() as opened:
         page.locator("#brief a").click()
     brief = opened.value
-    expect(brief.locator("h1")).to_have_text("Brief for a lawyer")
+    expect(brief.locator("h1")).to_have_text("Brief for a lawyer", timeout=TIMEOUT)
     expect(brief.locator(".disclaimer")).to_contain_text(corpus.disclaimer)
     assert watched.violations(brief) == []
     assert watched.violations(page) == [] and watched.policy_errors() == []
@@ -131,9 +130,9 @@ def test_a_question_in_the_widget_is_answered_without_a_policy_violation(
         frame_locator.locator("#question").fill("Does Spotify allow stem extraction?")
         frame_locator.locator("#question").press("Enter")
         reply = frame_locator.locator(".reply").first
-        expect(reply.locator(".disclaimer")).to_contain_text(corpus.disclaimer)
+        expect(reply.locator(".disclaimer")).to_contain_text(corpus.disclaimer, timeout=TIMEOUT)
         reply.locator("a.cite").first.click()
-        expect(reply.locator("details.source-card[open] blockquote").first).to_be_visible()
+        expect(reply.locator("details.source-card[open] blockquote").first).to_be_visible(timeout=TIMEOUT)
         frame = next(f for f in page.frames if f.url.startswith(live_server.url + "/widget"))
         assert watched.violations(frame) == []
         assert watched.policy_errors() == []

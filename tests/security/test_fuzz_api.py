@@ -1,7 +1,8 @@
 """The HTTP API fuzzed from its own OpenAPI schema (schemathesis) against the real server on loopback.
 
-Each of the four operations gets ``EXAMPLES`` requests that fit the schema and ``EXAMPLES`` that do not (wrong
-types, missing fields, odd strings, odd paths): 4 x 2 x 40 = 320 requests, about 30 s on two cores. Every answer must be
+Each of the four operations gets ``EXAMPLES`` requests that fit the schema, and each of the three that take input
+``EXAMPLES`` that do not (wrong types, missing fields, odd strings, odd paths): 7 x 40 = 280 requests, about a minute
+on two busy cores. Every answer must be
 no server error (5xx) other than the documented 503 (busy or loading), in the status codes, content types and
 schemas the document declares, and every error a JSON body carrying the disclaimer verbatim.
 """
@@ -51,6 +52,8 @@ def test_the_api_answers_any_request_within_its_schema(live_server: LiveServer, 
         "POST /api/ask",
         "POST /api/feedback",
     ]
+    if mode == GenerationMode.NEGATIVE:  # /api/health takes nothing that could be malformed
+        operations = [op for op in operations if op.label != "GET /api/health"]
     seen: dict[str, set[int]] = {}
     for operation in operations:
 
