@@ -178,7 +178,17 @@ def build_router(service: AssistantService) -> APIRouter:
             updated_at=record.updated_at,
         )
 
-    @router.get("/brief/{answer_id}", response_model=BriefResponse, responses=ERROR_RESPONSES)
+    # The printable page and the Markdown file are documented beside the JSON, so a client (or a schema-driven test)
+    # knows every content type this route answers with.
+    brief_formats: dict[int | str, dict[str, Any]] = {
+        200: {
+            "description": "The brief: JSON by default, a printable HTML page with format=html, a Markdown file with "
+            "format=markdown.",
+            "content": {"text/html": {"schema": {"type": "string"}}, "text/markdown": {"schema": {"type": "string"}}},
+        }
+    }
+
+    @router.get("/brief/{answer_id}", response_model=BriefResponse, responses={**ERROR_RESPONSES, **brief_formats})
     def brief(
         answer_id: str,
         format: Literal["json", "html", "markdown"] = Query(

@@ -19,16 +19,18 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assistant.api import ErrorResponse, build_router, install_error_handlers
 from assistant.corpus import load_corpus
 from assistant.errors import AssistantError
+from assistant.headers import SecurityHeadersMiddleware
 from assistant.ratelimit import BodyLimitMiddleware, ErrorBody, RateLimitMiddleware, make_limiter, send_json
 from assistant.service import AssistantService
 from assistant.settings import Settings
 from assistant.ui import mount_chat
-from assistant.widget import STATIC_DIR, SecurityHeadersMiddleware, widget_router
+from assistant.widget import STATIC_DIR, WIDGET_PATH, widget_router
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
@@ -155,7 +157,9 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
         finally:
             service.close()
 
-    app = FastAPI(
+    # Swagger UI from the assets fastapi-offline ships (under /static-offline-docs), not from a CDN. No ReDoc: its
+    # bundle draws its maker's logo from the maker's CDN, which the docs' policy blocks.
+    app = FastAPIOffline(
         title="Stem separation legal-information assistant",
         version=service.version,
         description=(
@@ -163,6 +167,9 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
             "General information, not legal advice; every answer carries the article's disclaimer."
         ),
         lifespan=lifespan,
+        redoc_url=None,
+        # No badge from the public validator: the page would send the schema's address to another site.
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.service = service
 
@@ -192,7 +199,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
         allow_credentials=False,
         max_age=600,
     )
-    app.add_middleware(SecurityHeadersMiddleware, embed_origins=origins)
+    app.add_middleware(SecurityHeadersMiddleware, embed_origins=origins, widget_path=WIDGET_PATH)
     return app
 
 

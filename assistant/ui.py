@@ -49,12 +49,6 @@ COMPACT_NOTICE_TITLE = f"⚖️ {presentation.COMPACT_NOTICE_TITLE}"
 NOTE_TITLE = f"ℹ️ {presentation.NOTE_TITLE}"
 STREAM_PIECES = 12
 BRIEF_LABEL = "Prepare a brief for a lawyer"
-NARROW_MEDIA = "(max-width: 639.98px)"
-# On a narrow screen the title and jurisdiction note fold into one line (a <details>), so the answer gets the screen.
-FOLD_HEADER_JS = f"""
-const about = element.querySelector('details');
-if (about && window.matchMedia('{NARROW_MEDIA}').matches) about.open = false;
-"""
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]
 MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "monospace"]
 
@@ -274,7 +268,11 @@ def brief_link_html(answer_id: str) -> str:
 
 
 def header_html(title: str, jurisdiction_note: str) -> str:
-    """The page's title and jurisdiction note, one <details> that folds to one line on a phone."""
+    """The page's title and jurisdiction note, one <details> that folds to one line on a phone.
+
+    ``static/chat.js`` closes it on a narrow screen, so the answer gets the screen. (Not the HTML component's
+    ``js_on_load``: Gradio runs that through ``Function(...)``, which the page's Content-Security-Policy forbids.)
+    """
     esc = html.escape
     return (
         '<details id="about" open><summary><h1 id="title">'
@@ -291,12 +289,7 @@ def build_chat(service: AssistantService) -> gr.Blocks:
     handlers = ChatHandlers(service)
     demo: gr.Blocks
     with gr.Blocks(title=corpus.article.title, analytics_enabled=False, fill_height=True) as demo:
-        gr.HTML(
-            header_html(corpus.article.title, corpus.jurisdiction_note),
-            elem_id="page-header",
-            js_on_load=FOLD_HEADER_JS,
-            apply_default_css=False,
-        )
+        gr.Markdown(header_html(corpus.article.title, corpus.jurisdiction_note), elem_id="page-header")
         state = gr.State(new_state())
         chatbot = gr.Chatbot(
             elem_id="chat",
@@ -328,7 +321,7 @@ def build_chat(service: AssistantService) -> gr.Blocks:
         )
         with gr.Row(elem_id="chat-actions"):
             new_chat = gr.Button("New chat", variant="secondary", size="sm", elem_id="new-chat", scale=0)
-            brief = gr.HTML("", elem_id="brief", apply_default_css=False)
+            brief = gr.Markdown("", elem_id="brief")
         with gr.Group(visible=False, elem_id="comment-box") as comment_box:
             comment = gr.Textbox(label="Add a comment (optional)", max_length=MAX_COMMENT_CHARS, lines=2)
             save_comment = gr.Button("Save comment", size="sm", elem_id="save-comment")

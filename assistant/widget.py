@@ -6,9 +6,10 @@ server — in an iframe. Everything the user types and every answer stays
 inside that frame, on this server's origin, so the host page can neither read
 nor restyle it, and no key ever appears in the host page.
 
-Which sites may frame ``/widget`` is decided here, by the
+Which sites may frame ``/widget`` is decided by the
 ``Content-Security-Policy: frame-ancestors`` header built from
-``settings.allowed_origins``; every other page may only be framed by itself.
+``settings.allowed_origins`` (``assistant/headers.py``); every other page may
+only be framed by this server's own pages.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, HTMLResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assistant.feedback import MAX_COMMENT_CHARS
 
@@ -36,55 +36,6 @@ MAX_TITLE_CHARS = 80
 MAX_STARTERS = 6
 MAX_STARTER_CHARS = 200
 _COLOR = re.compile(r"^(#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6}|[a-zA-Z]{3,20})$")
-
-WIDGET_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "base-uri 'none'; form-action 'none'; object-src 'none'"
-)
-
-
-def frame_ancestors(origins: list[str]) -> str:
-    """The ``frame-ancestors`` directive for the widget page."""
-    if "*" in origins:
-        return "frame-ancestors *"
-    return " ".join(["frame-ancestors 'self'", *origins])
-
-
-class SecurityHeadersMiddleware:
-    """Adds CSP, framing and sniffing headers to every response, including error responses."""
-
-    def __init__(self, app: ASGIApp, embed_origins: list[str]) -> None:
-        self.app = app
-        self.widget_csp = f"{WIDGET_CSP}; {frame_ancestors(embed_origins)}".encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Wrap ``send`` so the headers go out with the response start."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        is_widget = scope["path"] == WIDGET_PATH
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [
-                    (name, value)
-                    for name, value in message.get("headers", [])
-                    if name.lower() not in {b"content-security-policy", b"x-frame-options"}
-                ]
-                headers += [
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"no-referrer"),
-                    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
-                ]
-                if is_widget:
-                    headers.append((b"content-security-policy", self.widget_csp))
-                else:
-                    headers.append((b"content-security-policy", b"frame-ancestors 'self'"))
-                    headers.append((b"x-frame-options", b"SAMEORIGIN"))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
 
 
 def clean_color(value: str | None) -> str:

@@ -4,7 +4,8 @@
  *  - [n] markers in an answer become buttons that open, show and focus source card n of the same reply;
  *  - a source card's toggle is one control named by its title, with aria-expanded (Gradio nests an unnamed
  *    icon button inside it, which is made inert);
- *  - the starter questions' list holds only list items.
+ *  - the starter questions' list holds only list items;
+ *  - on a narrow screen the title and jurisdiction note (a <details>) start folded into one line.
  * Nothing here changes what a reply says: it only adds behaviour and accessibility attributes to Gradio's markup.
  */
 (function () {
@@ -189,9 +190,23 @@
     fixToggles(chat);
   }
 
+  var NARROW = "(max-width: 639.98px)";
+
+  function foldHeader(tries) {
+    var about = document.getElementById("about");
+    if (about) {
+      if (window.matchMedia(NARROW).matches) {
+        about.open = false;
+      }
+    } else if (tries > 0) {
+      window.setTimeout(function () { foldHeader(tries - 1); }, 100);
+    }
+  }
+
   function start() {
     var chat = document.getElementById("chat");
     if (chat) {
+      foldHeader(50);
       watch(chat);
       return;
     }
