@@ -21,7 +21,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from assistant.api import ErrorResponse, build_router, install_error_handlers
+from assistant.api import BUILD_HEADER, ErrorResponse, build_router, install_error_handlers
 from assistant.corpus import load_corpus
 from assistant.errors import AssistantError
 from assistant.ratelimit import BodyLimitMiddleware, ErrorBody, RateLimitMiddleware, make_limiter, send_json
@@ -189,6 +189,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
         allow_origins=origins,
         allow_methods=["GET", "POST"],
         allow_headers=["content-type"],
+        expose_headers=[BUILD_HEADER],
         allow_credentials=False,
         max_age=600,
     )
