@@ -70,12 +70,12 @@ def rebuild(settings: Settings, force: bool) -> None:
 
     Runs in the child process :class:`SelfCheck` starts; ``force`` rebuilds even a build whose manifest matches.
     """
+    corpus = load_corpus(settings.corpus_dir, settings.article_url)  # first: a missing corpus fails at once
     from assistant.assistant import prepare
     from assistant.embeddings import make_embeddings, vector_cache
     from assistant.index import build_index
     from assistant.integrity import copy_verified_decisions
 
-    corpus = load_corpus(settings.corpus_dir, settings.article_url)
     embeddings = make_embeddings(settings)
     build = build_index(
         corpus, settings, vector_cache(settings, embeddings), force=force, carry_over=copy_verified_decisions
