@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -26,6 +26,8 @@ from assistant.schemas import Answer, Message
 if TYPE_CHECKING:
     from assistant.service import AssistantService
 
+BUILD_HEADER = "X-Index-Build"
+"""Response header of ``/api/ask``: the id of the index build the answer came from."""
 INPUT_PROBLEM_STATUS = {"too_long": 413, "empty": 400, "invalid_history": 400}
 API_METHODS = {"/api/ask": "POST", "/api/feedback": "POST", "/api/health": "GET"}
 STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_long", 503: "not_ready"}
@@ -151,15 +153,20 @@ def build_router(service: AssistantService) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["assistant"])
 
     @router.post("/ask", response_model=Answer, responses=ERROR_RESPONSES)
-    def ask(request: AskRequest) -> Answer | JSONResponse:
-        """Answer a question from the article and its sources, with citations, notices and the disclaimer."""
-        answer = service.ask(request.question, request.history)
+    def ask(request: AskRequest, response: Response) -> Answer | JSONResponse:
+        """Answer a question from the article and its sources, with citations, notices and the disclaimer.
+
+        The ``X-Index-Build`` header names the index build that answered (as ``/api/health``'s ``index.build``).
+        """
+        answer, build = service.ask_with_build(request.question, request.history)
+        headers = {BUILD_HEADER: build} if build else {}
         if answer.input_problem is not None:
             status = INPUT_PROBLEM_STATUS.get(answer.input_problem, 400)
             body = ErrorResponse(
                 error=answer.input_problem, message=answer.answer, status=status, disclaimer=answer.disclaimer
             )
-            return JSONResponse(body.model_dump(), status_code=status)
+            return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+        response.headers.update(headers)
         return answer
 
     unknown_answer: dict[int | str, dict[str, Any]] = {
@@ -210,9 +217,13 @@ def build_router(service: AssistantService) -> APIRouter:
             return PlainTextResponse(to_markdown(made), media_type="text/markdown; charset=utf-8", headers=headers)
         return BriefResponse(brief=made, markdown=to_markdown(made))
 
-    @router.get("/health", responses={503: {"description": "Still loading, or failed to load"}})
+    @router.get("/health", responses={503: {"description": "Still loading, failed to load, or the index damaged"}})
     def health() -> JSONResponse:
-        """Whether the index is ready, with counts, embedding model and version (503 until ready)."""
+        """Whether the index is ready, with counts, embedding model, build and version (503 until ready).
+
+        ``status`` is ``ok``, ``loading``, ``error`` or ``index damaged`` (the live index failed its integrity
+        check and is being rebuilt; questions get a maintenance reply meanwhile).
+        """
         info = service.health()
         if not info["ready"]:
             info["disclaimer"] = service.disclaimer

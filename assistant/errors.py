@@ -37,6 +37,10 @@ class IndexNotReadyError(AssistantError):
     status_code = 503
 
 
+class IndexDamagedError(IndexNotReadyError):
+    """The live index failed its integrity check; it is being rebuilt and nothing is answered from it."""
+
+
 class IndexBusyError(IndexNotReadyError):
     """Another process holds the index build lock for too long."""
 

@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from assistant.api import ErrorResponse, build_router, install_error_handlers
+from assistant.api import BUILD_HEADER, ErrorResponse, build_router, install_error_handlers
 from assistant.corpus import load_corpus
 from assistant.errors import AssistantError
 from assistant.headers import SecurityHeadersMiddleware
@@ -196,6 +196,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
         allow_origins=origins,
         allow_methods=["GET", "POST"],
         allow_headers=["content-type"],
+        expose_headers=[BUILD_HEADER],
         allow_credentials=False,
         max_age=600,
     )

@@ -3,6 +3,8 @@
 The server builds one :class:`AssistantService` and loads the assistant in the background; the routes and
 pages only receive the service. Everything that must outlive a request (answers given, feedback, the question
 log) goes to the store, shared by every replica, so the service itself holds no state a replica could lose.
+The answerer in use and its build are one :class:`Serving`, replaced whole by :meth:`AssistantService.reload`;
+:mod:`assistant.selfcheck` verifies the build, rebuilds it when damaged and loads new ones.
 """
 
 from __future__ import annotations
@@ -13,13 +15,18 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from assistant.brief import Brief, build_brief, conversation, earlier_answer_ids
-from assistant.corpus import Corpus
-from assistant.errors import AssistantError, IndexNotReadyError, StoreError
+from assistant.corpus import Corpus, load_corpus
+from assistant.errors import AssistantError, IndexDamagedError, IndexNotReadyError, StoreError
 from assistant.feedback import FeedbackRecord, UnknownAnswerError, Vote, check_answer_id, check_vote
+from assistant.index import expected_manifest, fresh_build
+from assistant.integrity import check_live, read_build, seal, verify_build
 from assistant.redact import redact
+from assistant.selfcheck import SelfCheck
+from assistant.serving import Answerer, Serving
 from assistant.settings import Settings
 from assistant.store import IssuedAnswer, LoggedQuestion, Store, open_store
 
@@ -36,6 +43,21 @@ UNKNOWN_ANSWER = (
     "This service never gave an answer with this id, so the feedback was not saved. Vote on an answer using the "
     "answer_id that /api/ask (or the chat) returned with it."
 )
+
+
+MAINTENANCE = (
+    "The assistant's index failed its integrity check, so it is not answering until the index has been rebuilt. "
+    "The rebuild runs by itself and takes a few minutes; please ask again then. If this message stays for more "
+    "than half an hour, tell the site's owner."
+)
+LOAD_FAILED = (
+    "The assistant could not start; the server's log says why. It tries again by itself; if this stays, tell the "
+    "site's owner."
+)
+
+
+def _keeping(old: Serving | None) -> str:
+    return f"still answering from build {old.build_id}" if old is not None else "nothing to answer with yet"
 
 
 class ServerBusyError(AssistantError):
@@ -81,21 +103,13 @@ class AnswerSlots:
             self._slots.release()
 
 
-class Answerer(Protocol):
-    """What the service needs of whatever answers its questions.
-
-    An :class:`~assistant.assistant.Assistant` in this process, or an :class:`~assistant.pool.AnswerPool` of several.
-    """
-
-    index_info: dict[str, Any]
-
-    def ask(self, question: str, history: Sequence[Message | dict[str, Any]] = ()) -> Answer:
-        """Answer one question in its conversation."""
-        ...
-
-
 class AssistantService:
-    """What the API and the chat UI share: the assistant, answer slots and the store."""
+    """What the API and the chat UI share: the assistant, answer slots and the store.
+
+    The answerer is loaded in the background and kept by :class:`~assistant.selfcheck.SelfCheck`: the live
+    build is verified at start and periodically, a damaged one is rebuilt in a child process while every
+    question gets the maintenance reply, and a new live build is loaded with :meth:`reload`.
+    """
 
     def __init__(
         self, settings: Settings, corpus: Corpus, assistant: Answerer | None = None, store: Store | None = None
@@ -104,9 +118,14 @@ class AssistantService:
         self.corpus = corpus
         self.store: Store = store if store is not None else open_store(settings)
         self.slots = AnswerSlots(settings.concurrency_limit, settings.queue_max_size)
-        self._assistant = assistant
+        self._serving: Serving | None = Serving(assistant, None) if assistant is not None else None
+        self._damaged = False
         self._load_error: AssistantError | None = None
-        self._loader: threading.Thread | None = None
+        self._loading = False
+        self._settled = threading.Event()
+        self._check_lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self.selfcheck = SelfCheck(self)
         self.version = package_version()
 
     @property
@@ -116,57 +135,162 @@ class AssistantService:
 
     @property
     def ready(self) -> bool:
-        """True once questions can be answered."""
-        return self._assistant is not None
+        """True once questions can be answered (loaded, and the index not found damaged)."""
+        return self._serving is not None and not self._damaged
+
+    @property
+    def damaged(self) -> bool:
+        """True from the moment the live index fails its check until a rebuilt one is loaded."""
+        return self._damaged
+
+    @property
+    def serving(self) -> Serving | None:
+        """The answerer in use and its build (None before the first load)."""
+        return self._serving
 
     def start_loading(self) -> None:
-        """Load the model and index in the background (builds the index the first time)."""
-        if self._assistant is not None or self._loader is not None:
+        """Load the model and index in the background (builds the index the first time), then keep checking it."""
+        if self._serving is not None or self._loading:
+            self._settled.set()
             return
-        self._loader = threading.Thread(target=self._load, name="assistant-loader", daemon=True)
-        self._loader.start()
+        self._loading = True
+        self.selfcheck.start()
 
     def wait_until_ready(self, timeout: float | None = None) -> bool:
-        """Block until loading has finished (either way); True when ready."""
-        if self._loader is not None:
-            self._loader.join(timeout)
+        """Block until the first load has finished (either way); True when ready."""
+        if self._loading:
+            self._settled.wait(timeout)
         return self.ready
 
-    def _load(self) -> None:
-        try:
-            if self.settings.workers > 1:
-                from assistant.pool import AnswerPool
+    def settle(self) -> None:
+        """Called once the first attempt to load has ended, either way."""
+        self._settled.set()
 
-                self._assistant = AnswerPool(self.settings, self.settings.workers)
-            else:
-                from assistant.assistant import Assistant
+    def make_answerer(self) -> Answerer:
+        """A new answerer on the live build: an assistant here, or a pool of answer processes."""
+        if self.settings.workers > 1:
+            from assistant.pool import AnswerPool
 
-                self._assistant = Assistant(self.settings, corpus=self.corpus)
-            log.info("Assistant ready (%d answer process(es)): %s", self.settings.workers, self._assistant.index_info)
-        except AssistantError as error:
-            log.error("The assistant could not start: %s", error)
-            self._load_error = error
-        except Exception as error:  # any failure must reach callers as a clear 503, not a hang
-            log.exception("The assistant could not start")
-            self._load_error = IndexNotReadyError(f"The assistant could not start: {error}")
+            return AnswerPool(self.settings, self.settings.workers)
+        from assistant.assistant import Assistant
 
-    def assistant(self) -> Answerer:
-        """The loaded assistant, or the reason there is none yet."""
-        if self._assistant is not None:
-            return self._assistant
+        # The corpus is read again: a reload answers from the corpus the live build was made from.
+        return Assistant(self.settings)
+
+    def reload(self, reason: str) -> None:
+        """Build a new answerer from the current live build in the background, then swap it in.
+
+        The swap is one assignment: each request uses wholly the old answerer or wholly the new one, and those
+        already running finish on the old one. On failure the old one is kept and the failure is logged.
+        """
+        threading.Thread(target=self.reload_now, args=(reason,), name="assistant-reload", daemon=True).start()
+
+    def reload_now(self, reason: str, first: bool = False) -> bool:
+        """:meth:`reload` in this thread; True once the new answerer is in use.
+
+        Only the first load may build a missing or stale index in this process (as the first start always
+        has); later, a live build that does not match the corpus and settings is left to the self-check, which
+        rebuilds in a child process.
+        """
+        from assistant.pool import AnswerPool
+
+        with self._reload_lock:
+            old = self._serving
+            try:
+                if not first:
+                    self._check_fresh()
+                answerer = self.make_answerer()
+                build = read_build(Path(str(answerer.index_info.get("path", ""))))
+                problem = "its build cannot be read" if build is None else verify_build(build)
+                if problem is not None:
+                    if isinstance(answerer, AnswerPool):
+                        answerer.close()
+                    raise IndexNotReadyError(f"The new answerer's build failed its check: {problem}.")
+            except AssistantError as error:
+                log.error("Reload (%s) failed; %s: %s", reason, _keeping(old), error)
+                if old is None:
+                    self._load_error = error
+                return False
+            except Exception:  # a failed reload must leave the service answering as it was
+                log.exception("Reload (%s) failed; %s", reason, _keeping(old))
+                if old is None:
+                    self._load_error = IndexNotReadyError(LOAD_FAILED)
+                return False
+            serving = Serving(answerer, build)
+            self._serving = serving
+            self._damaged = False
+            self._load_error = None
+            log.info(
+                "Answering from build %s (%s; %d answer process(es))", serving.build_id, reason, self.settings.workers
+            )
+        if old is not None:
+            threading.Thread(target=old.retire, args=(SLOT_WAIT_SECONDS * 2,), daemon=True).start()
+        return True
+
+    def _check_fresh(self) -> None:
+        corpus = load_corpus(self.settings.corpus_dir, self.settings.article_url)
+        if fresh_build(self.settings.index_dir, expected_manifest(corpus, self.settings)) is None:
+            raise IndexNotReadyError("The live build does not match the corpus and settings; it is being rebuilt.")
+
+    def mark_damaged(self, problem: str) -> None:
+        """Refuse questions with the maintenance reply from now until a rebuilt index is loaded."""
+        if not self._damaged:
+            log.error(
+                "The live index is damaged (%s); questions get the maintenance reply until it is rebuilt", problem
+            )
+        self._damaged = True
+        self.selfcheck.wake()
+
+    def _recheck(self, serving: Serving) -> None:
+        """A file of the serving build changed (or ``current`` moved): hash again before answering."""
+        with self._check_lock:
+            if serving.unchanged() or self._damaged:
+                return  # another request has just checked
+            verdict = check_live(self.settings.index_dir)
+            if verdict.problem is not None or verdict.missing:
+                self.mark_damaged(verdict.problem or "the index's current link is gone")
+                return
+            assert serving.build is not None
+            problem = verify_build(serving.build)
+            if problem is not None:
+                self.mark_damaged(problem)
+                return
+            serving.seal = seal(serving.build, serving.names)
+            if verdict.build is not None and verdict.build.path != serving.build.path:
+                self.selfcheck.wake()  # another build went live: load it
+
+    def current(self) -> Serving:
+        """What answers now, or the reason nothing does (loading, failed, or the index damaged)."""
+        serving = self._serving
+        if serving is not None and not self._damaged and not serving.unchanged():
+            self._recheck(serving)
+        if self._damaged:
+            raise IndexDamagedError(MAINTENANCE)
+        if serving is not None:
+            return serving
         if self._load_error is not None:
             raise self._load_error
         raise IndexNotReadyError("The assistant is still loading its index; please try again in a minute.")
 
+    def assistant(self) -> Answerer:
+        """The loaded assistant, or the reason there is none yet."""
+        return self.current().answerer
+
     def ask(self, question: str, history: Sequence[dict[str, Any] | Message] = ()) -> Answer:
         """Answer one question within the concurrency limits; record it for feedback and in the question log."""
+        return self.ask_with_build(question, history)[0]
+
+    def ask_with_build(
+        self, question: str, history: Sequence[dict[str, Any] | Message] = ()
+    ) -> tuple[Answer, str | None]:
+        """:meth:`ask`, with the id of the build that answered (None for an answerer given from outside)."""
         started = time.perf_counter()
-        assistant = self.assistant()
-        with self.slots.take():
-            answer = assistant.ask(question, list(history))
+        serving = self.current()
+        with self.slots.take(), serving.use() as answerer:
+            answer = answerer.ask(question, list(history))
         if answer.input_problem is None:
             self._record(question, answer, history, (time.perf_counter() - started) * 1000)
-        return answer
+        return answer, serving.build_id
 
     def brief(self, answer_id: str) -> Brief:
         """The lawyer's brief for a recent answer and the conversation that led to it."""
@@ -211,10 +335,13 @@ class AssistantService:
         return self.store.record_feedback(answer_id, issued.question, issued.answer, vote, comment)
 
     def health(self) -> dict[str, Any]:
-        """Readiness, counts, model and version for ``GET /api/health``."""
+        """Readiness, counts, model, build and version for ``GET /api/health``."""
+        serving, damaged = self._serving, self._damaged
+        ready = serving is not None and not damaged
+        status = "index damaged" if damaged else "ok" if ready else ("error" if self._load_error else "loading")
         info: dict[str, Any] = {
-            "ready": self.ready,
-            "status": "ok" if self.ready else ("error" if self._load_error else "loading"),
+            "ready": ready,
+            "status": status,
             "version": self.version,
             "corpus": {
                 "article": self.corpus.article.title,
@@ -227,12 +354,15 @@ class AssistantService:
             info["feedback"] = {"answers_rated": self.store.count_feedback()}
         except StoreError as error:
             info["feedback"] = {"answers_rated": None, "message": str(error)}
-        if self._assistant is not None:
-            # Where the index lives on this machine is nobody's business outside it.
-            index_info = {k: v for k, v in self._assistant.index_info.items() if k != "path"}
+        if serving is not None:
+            # Where the index lives on this machine is nobody's business outside it; its files' names neither.
+            index_info = {k: v for k, v in serving.answerer.index_info.items() if k not in ("path", "files")}
+            index_info["build"] = serving.build_id
             info["model"] = index_info.get("embedding_model")
             info["index"] = index_info
-        else:
+        if damaged:
+            info["message"] = MAINTENANCE
+        elif serving is None:
             info["message"] = str(self._load_error) if self._load_error else "The assistant is loading its index."
         return info
 
@@ -240,6 +370,8 @@ class AssistantService:
         """Stop the answer processes, if any; flush and close the store."""
         from assistant.pool import AnswerPool
 
-        if isinstance(self._assistant, AnswerPool):
-            self._assistant.close()
+        self.selfcheck.stop()
+        serving = self._serving
+        if serving is not None and isinstance(serving.answerer, AnswerPool):
+            serving.answerer.close()
         self.store.close()

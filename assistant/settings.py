@@ -276,6 +276,31 @@ class Settings(BaseSettings):
     build_lock_timeout: float = Field(
         default=600.0, ge=0, description="Seconds to wait for another index build before failing."
     )
+    selfcheck_interval: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds between the server's self-checks: every file of the live build hashed against its "
+        "manifest (about 35 MB, a tenth of a second) and one probe question answered. A file whose size or time "
+        "changes is noticed at the next question anyway (a few stat calls each); this bounds how long damage that "
+        "changes neither (a flipped bit on disk) goes unnoticed, at a cost of well under 1 % of one core.",
+    )
+    selfcheck_question: str = Field(
+        default="What are the fair use factors?",
+        description="The probe question the self-check asks: one the corpus answers (§ 107), so a reply without "
+        "citations or disclaimer means the answerer is broken.",
+    )
+    heal_retry_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="After a failed rebuild of a damaged index, seconds before the first retry; the wait doubles "
+        "with each failure in a row. A rebuild takes about a minute on two cores, so a retry never overlaps one.",
+    )
+    heal_retry_max_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="Longest wait between rebuild attempts (15 minutes): a cause that needs a person (a full disk, "
+        "a broken corpus file) is retried a few times an hour and logged each time, never in a tight loop.",
+    )
     host: str = Field(default="127.0.0.1", description="Address the server binds to.")
     port: int = Field(default=7860, ge=1, le=65535, description="Port the server listens on.")
     allowed_origins: list[str] = Field(

@@ -5,7 +5,8 @@ the fitted thresholds and the bank's size per label). The key hashes everything 
 besides the build itself: the bank's fingerprint, the trainer's version, the decision settings, the
 candidate depth and scikit-learn's version. A changed bank therefore gets its own folder and is trained
 on first use; the build's vectors are reused. The folder is written under a temporary name and renamed
-into place, so a reader never sees half a model.
+into place, so a reader never sees half a model. ``report.json`` records the model file's SHA-256, and a
+model that does not match it is refused.
 
 A copy of each fitted set is also kept under ``<index_dir>/models/decisions/<key>-<records>/``, where
 ``records`` hashes the build's snapshot contents (every record's text, metadata and vector). A rebuild whose
@@ -35,12 +36,13 @@ from assistant.conversation import ViewBuilder
 from assistant.decisions.models import Decisions
 from assistant.decisions.training import TRAINER_VERSION, Trainer
 from assistant.errors import IndexNotReadyError
-from assistant.index import SNAPSHOT, IndexBuild, build_lock
+from assistant.index import SNAPSHOT, IndexBuild, build_lock, sha256_file
+from assistant.integrity import DECISIONS_MODEL, DECISIONS_REPORT, verify_decisions
 from assistant.sentences import SentenceTable
 from assistant.settings import Settings
 
-MODEL_FILE = "decisions.joblib"
-REPORT_FILE = "report.json"
+MODEL_FILE = DECISIONS_MODEL
+REPORT_FILE = DECISIONS_REPORT
 CACHE_KEEP = 4
 """Fitted sets kept in the decisions cache: the live build's and a few earlier corpora's or banks'."""
 
@@ -103,7 +105,13 @@ def _prune_cache(folder: Path) -> None:
 
 
 def load_decisions(path: Path) -> Decisions:
-    """Fitted decisions from their folder."""
+    """Fitted decisions from their folder, once they match the checksum their report records."""
+    problem = verify_decisions(path)
+    if problem is not None:
+        raise IndexNotReadyError(
+            "The fitted decisions are damaged: they do not match the checksum recorded when they were fitted. "
+            "Run 'assistant index --force'."
+        )
     try:
         decisions = joblib.load(path / MODEL_FILE)
     except (OSError, EOFError, ValueError, AttributeError, ModuleNotFoundError) as error:
@@ -149,6 +157,7 @@ def ensure_decisions(
         staging.mkdir(parents=True)
         try:
             joblib.dump(decisions, staging / MODEL_FILE)
+            report["model_sha256"] = sha256_file(staging / MODEL_FILE)
             (staging / REPORT_FILE).write_text(json.dumps(report, indent=2), encoding="utf-8")
             if path.exists():
                 shutil.rmtree(path)
