@@ -347,13 +347,8 @@ class Assistant:
         return turn
 
     def standalone_question(self, turn: Turn) -> Turn:
-        """The question as the decisions read it: with the earlier turns it follows up on.
-
-        The decisions read the whole message, requests aimed at the assistant included, as they read the bank's
-        messages when they were fitted (its ``injection`` items among them): what such a request says does not
-        decide what is answered, and a request cut out by the guard can no longer take the question with it.
-        """
-        question = clean_text(turn.question)
+        """The question as the decisions read it: with the earlier turns it follows up on."""
+        question = turn.checked.question if turn.checked is not None else clean_text(turn.question)
         return replace(turn, view=self._view(question, list(turn.turns)))
 
     def retrieve(self, turn: Turn) -> Turn:

@@ -1,11 +1,9 @@
 """Guardrails around every answer, whatever composed it.
 
 Before: the question is normalised (NFKC, no control or invisible characters),
-capped in length, and checked for instructions aimed at the assistant itself
+capped in length, and stripped of instructions aimed at the assistant itself
 ("ignore your instructions", "drop the disclaimer", "act as my lawyer"), which
-change nothing: the reply says they were ignored, and a message that holds
-nothing else is not answered. (The learned decisions read the whole message,
-as they were fitted on it.) After: escalation notices for the user's situation and the
+change nothing. After: escalation notices for the user's situation and the
 article's Legal Disclaimer are attached, and the reply is rendered with every
 piece of text escaped, so nothing comes back as live HTML.
 """
