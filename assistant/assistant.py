@@ -159,7 +159,7 @@ def prepare(
     table = open_table(build, corpus)
     preparer = QueryPreparer(vocabulary(table))
     views = ViewBuilder(preparer, embeddings.embed_documents)
-    bank = bank or load_bank(corpus)
+    bank = bank or load_bank(corpus, settings.bank_dir)
     with _console.status("Fitting the decisions on the question bank…") as status:
 
         def progress(message: str) -> None:

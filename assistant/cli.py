@@ -122,7 +122,7 @@ def bank_command(
 
     settings = _settings()
     try:
-        bank = load_bank(load_corpus(settings.corpus_dir, settings.article_url))
+        bank = load_bank(load_corpus(settings.corpus_dir, settings.article_url), settings.bank_dir)
     except AssistantError as error:
         raise _fail(error) from None
     sizes = bank.sizes()

@@ -377,7 +377,11 @@ def write_snapshot(path: Path, records: dict[str, dict[str, Any]]) -> str:
     arrays: dict[str, np.ndarray] = {}
     for name, found in records.items():
         arrays[f"{name}.vectors"] = np.asarray(found["embeddings"], dtype=np.float32)
-        text = json.dumps({"ids": found["ids"], "documents": found["documents"], "metadatas": found["metadatas"]})
+        # Keys sorted: Chroma returns metadata keys in no fixed order, and the same records must give the same
+        # bytes (the decisions cache is keyed by them: decisions.store.records_fingerprint).
+        text = json.dumps(
+            {"ids": found["ids"], "documents": found["documents"], "metadatas": found["metadatas"]}, sort_keys=True
+        )
         arrays[f"{name}.records"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     target = path / SNAPSHOT
     with target.open("wb") as handle:

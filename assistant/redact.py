@@ -17,8 +17,8 @@ libphonenumber accepts as valid, so they stay.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
 
 import phonenumbers
 from linkify_it import LinkifyIt
@@ -31,9 +31,19 @@ DEFAULT_REGIONS = ("US", "GB", "IE", "DE", "FR")
 _EMAIL_BACKSTOP = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
 
 
-@lru_cache(maxsize=1)
+_local = threading.local()
+
+
 def _linkify() -> LinkifyIt:
-    return LinkifyIt()
+    """The calling thread's own link finder.
+
+    ``LinkifyIt.match`` keeps the state of its last call on the instance, so request threads must not share
+    one; building one costs about 0.3 ms, so each thread keeps its own.
+    """
+    finder: LinkifyIt | None = getattr(_local, "linkify", None)
+    if finder is None:
+        finder = _local.linkify = LinkifyIt()
+    return finder
 
 
 def _replace(text: str, spans: Iterable[tuple[int, int, str]]) -> str:

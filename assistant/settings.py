@@ -118,6 +118,12 @@ class Settings(BaseSettings):
         default=PROJECT_ROOT / "corpus",
         description="Folder with sources.yaml, the article and the cited source texts.",
     )
+    bank_dir: Path | None = Field(
+        default=None,
+        description="Folder of the labelled question bank (*.jsonl) the decisions are fitted on; unset: the bank "
+        "shipped in assistant/data/bank/. A corpus of your own needs a bank labelled against it: every gold span "
+        "must be a verbatim slice of its corpus file, so an edit to a quoted sentence is made in both.",
+    )
     index_dir: Path = Field(
         default=PROJECT_ROOT / "index",
         description="Folder that holds the persisted Chroma index builds and the live pointer.",

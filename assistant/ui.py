@@ -53,6 +53,16 @@ SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Robo
 MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "monospace"]
 
 
+def message_text(message: dict[str, Any]) -> str:
+    """A chat message's text as the chat sends it to the page: its content is a string or a list of parts."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
+
+
 def escape_text(text: str) -> str:
     """Markdown that displays ``text`` literally: no HTML, no formatting, no links."""
     out = []

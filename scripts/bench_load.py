@@ -71,6 +71,7 @@ from rich.table import Table
 from assistant.chunking import split_sentences
 from assistant.corpus import Corpus, load_corpus
 from assistant.settings import load_settings
+from assistant.ui import message_text
 
 ROOT = Path(__file__).resolve().parent.parent
 console = Console()
@@ -232,16 +233,6 @@ async def ask_api(client: httpx.AsyncClient, server: Server, question: str, hist
         {"role": "assistant", "content": body["answer"], "answer_id": body["answer_id"]},
     ]
     return Outcome("api", "200", latency, carried)
-
-
-def message_text(message: dict[str, Any]) -> str:
-    """A chat message's text, whether Gradio sends its content as a string or as a list of parts."""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return ""
 
 
 async def ask_chat(

@@ -28,6 +28,8 @@ from assistant.guardrails import guard
 from assistant.schemas import Answer, Citation, Escalation
 
 if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
     from assistant.service import AssistantService
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +42,17 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright (never a downloaded browser); one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
 
 
 def free_port() -> int:

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, Request, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, Request, expect
 from server_fixtures import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     PROJECT_ROOT,
     LiveServer,
+    browser,
     free_port,
     live_server,
     static_site,
@@ -31,7 +30,7 @@ from server_fixtures import (
 from assistant.corpus import Corpus
 from assistant.store import DB_NAME
 
-__all__ = ["live_server"]
+__all__ = ["browser", "live_server"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -47,14 +46,6 @@ class Watched:
     dialogs: list[str] = field(default_factory=list)
     console: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def open_page(browser: Browser, width: int = 1100, height: int = 900) -> Watched:

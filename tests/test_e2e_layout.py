@@ -18,12 +18,19 @@ from typing import Any
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, BrowserContext, Frame, Page, expect, sync_playwright
-from server_fixtures import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, LiveServer, live_server, static_site
+from playwright.sync_api import Browser, BrowserContext, Frame, Page, expect
+from server_fixtures import (
+    ARTIFACTS,
+    PROJECT_ROOT,
+    LiveServer,
+    browser,
+    live_server,
+    static_site,
+)
 
 from assistant.corpus import Corpus
 
-__all__ = ["live_server"]
+__all__ = ["browser", "live_server"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -43,14 +50,6 @@ WIDE_BANNER = (
 
 _addresses = itertools.count(1)
 _axe = Axe()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -83,6 +83,18 @@ def test_a_fresh_index_is_reused(small: Settings, embeddings: Embeddings) -> Non
     assert again.path == first.path
 
 
+def test_a_forced_rebuild_of_the_same_corpus_writes_the_same_records(small: Settings, embeddings: Embeddings) -> None:
+    """Same records, same snapshot bytes: the decisions cache is keyed by them, so a rebuild reuses its fit."""
+    from assistant.decisions.store import records_fingerprint
+
+    corpus = load_corpus(small.corpus_dir)
+    first = build_index(corpus, small, embeddings)
+    second = build_index(corpus, small, embeddings, force=True)
+    assert second.path != first.path
+    assert (first.path / SNAPSHOT).read_bytes() == (second.path / SNAPSHOT).read_bytes()
+    assert records_fingerprint(first) == records_fingerprint(second) is not None
+
+
 def test_rebuilds_when_the_corpus_changes(small: Settings, embeddings: Embeddings) -> None:
     first = build_index(load_corpus(small.corpus_dir), small, embeddings)
     with (small.corpus_dir / "article.md").open("a", encoding="utf-8") as handle:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.redact import EMAIL_MARK, PHONE_MARK, URL_MARK, redact
+from assistant.redact import EMAIL_MARK, PHONE_MARK, URL_MARK, redact, redact_links
 
 
 @pytest.mark.parametrize(
@@ -76,3 +76,18 @@ def test_regions_decide_which_national_formats_are_known() -> None:
     assert redact("Ring 020 7946 0958", regions=["US"]) == "Ring 020 7946 0958"
     assert redact("Ring 020 7946 0958", regions=["GB"]) == f"Ring {PHONE_MARK}"
     assert redact("Ring +44 20 7946 0958", regions=["US"]) == f"Ring {PHONE_MARK}"
+
+
+def test_redaction_is_right_from_many_threads_at_once() -> None:
+    """Request threads redact at the same time; each text keeps its own links (the finder is per thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from assistant.redact import _linkify
+
+    texts = [f"see https://example{n}.com/page{n} or mail user{n}@example.org, question {n}" for n in range(400)]
+    expected = [f"see {URL_MARK} or mail {EMAIL_MARK}, question {n}" for n in range(400)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(redact_links, texts)) == expected
+    with ThreadPoolExecutor(max_workers=1) as other:
+        assert other.submit(_linkify).result() is not _linkify()
+    assert _linkify() is _linkify()

@@ -21,6 +21,7 @@ from assistant.ui import (
     allowed_urls,
     build_chat,
     escape_text,
+    message_text,
     header_html,
     new_state,
     reply_messages,
@@ -239,3 +240,10 @@ def test_the_brief_link_follows_the_last_answer_and_a_new_chat_removes_it(servic
     assert f'href="/api/brief/{last}?format=html"' in link and BRIEF_LABEL in link
     assert service.brief(last).questions == ["first question", "second question"]
     assert ChatHandlers.new_chat()[-1] == ""
+
+
+def test_message_text_reads_a_string_or_a_list_of_parts() -> None:
+    assert message_text({"role": "assistant", "content": "plain"}) == "plain"
+    parts = [{"type": "text", "text": "one "}, {"type": "file"}, "stray", {"type": "text", "text": "two"}]
+    assert message_text({"role": "assistant", "content": parts}) == "one two"
+    assert message_text({"role": "assistant", "content": None}) == ""

@@ -32,7 +32,7 @@ from assistant.corpus import Corpus
 from assistant.schemas import Answer
 from assistant.settings import Settings
 from assistant.store import DB_NAME, answers, question_log
-from assistant.ui import escape_text
+from assistant.ui import escape_text, message_text
 
 pytestmark = pytest.mark.slow
 
@@ -122,16 +122,6 @@ def chat_turn(server: ServerProcess, question: str, session: str, drop_after: in
                 if drop_after is not None and updates >= drop_after:
                     break  # leaving the block closes the connection with the stream unread
     return {"updates": updates, "completed": False, "messages": values[0] if values else []}
-
-
-def message_text(message: dict[str, Any]) -> str:
-    """A chat message's text, whether Gradio sends its content as a string or as a list of parts."""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return ""
 
 
 def drop_api_request(server: ServerProcess, question: str, wait: float) -> bool:

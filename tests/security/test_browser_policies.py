@@ -8,10 +8,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Frame, Page, Route, expect, sync_playwright
-from server_fixtures import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, LiveServer, static_site
+from playwright.sync_api import Browser, BrowserContext, Frame, Page, Route, expect
+from server_fixtures import PROJECT_ROOT, LiveServer, browser, static_site
 
 from assistant.corpus import Corpus
+
+__all__ = ["browser"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -24,14 +26,6 @@ document.addEventListener('securitypolicyviolation', (e) => window.__violations.
   `${e.violatedDirective} blocked ${e.blockedURI || 'inline'} at ${e.sourceFile}:${e.lineNumber}`));
 """
 _clients = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 class Watched:
