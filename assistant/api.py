@@ -22,6 +22,7 @@ from assistant.brief import BriefResponse, to_html, to_markdown
 from assistant.errors import AssistantError, InputError
 from assistant.feedback import MAX_COMMENT_CHARS, Vote
 from assistant.schemas import Answer, Message
+from assistant.service import BUSY_RETRY_SECONDS
 
 if TYPE_CHECKING:
     from assistant.service import AssistantService
@@ -127,7 +128,7 @@ def install_error_handlers(app: FastAPI, service: AssistantService) -> None:
 
     async def on_assistant_error(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, AssistantError)
-        headers = {"retry-after": "30"} if error.status_code == 503 else None
+        headers = {"retry-after": str(BUSY_RETRY_SECONDS)} if error.status_code == 503 else None
         return respond(error_code(error), str(error), error.status_code, headers)
 
     async def on_validation_error(_: Request, error: Exception) -> JSONResponse:

@@ -320,7 +320,7 @@ class Assistant:
 
     def check_input(self, turn: Turn) -> Turn:
         """Validate and clean the question and the history; bad input ends the turn with a reply saying why."""
-        checked = check_question(turn.question, self.settings.max_question_chars)
+        checked = check_question(turn.question, self.settings.max_question_chars, self.decisions.requests.split)
         turn = replace(turn, checked=checked)
         if checked.problem is not None:
             return finish(turn, self._reply(checked.message, problem=checked.problem))

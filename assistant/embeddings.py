@@ -8,7 +8,11 @@ memory and start-up time (``docs/performance.md``).
 The ONNX graph is exported from the packaged weights, offline, the first time a build needs it, and kept
 beside the index under ``<index_dir>/models/<model>-<fingerprint>/model.onnx``. Exporting is the one step
 that loads torch; it runs under a file lock and lands by an atomic rename, so several processes starting at
-once export once and never read half a file.
+once export once and never read half a file. Its SHA-256 is recorded in ``export.json`` and checked each
+time a process loads it: a damaged or unvouched graph is exported anew rather than run.
+
+The vector cache beside it (``vectors.sqlite3``) only saves embedding work when building: a damaged cache is
+set aside and the texts embedded afresh.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -30,6 +35,8 @@ from langchain_core.embeddings import Embeddings
 
 from assistant.errors import IndexNotReadyError
 from assistant.settings import Settings
+
+log = logging.getLogger("assistant.embeddings")
 
 ONNX_FILE = "model.onnx"
 VECTOR_CACHE = "vectors.sqlite3"
@@ -74,14 +81,37 @@ def _export_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def export_onnx(model_dir: Path, folder: Path) -> Path:
-    """Export the model's transformer to ONNX once (torch is imported here only); returns the graph's path."""
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _intact(folder: Path) -> bool:
+    """The exported graph is there and has the SHA-256 its export recorded."""
     target = folder / ONNX_FILE
-    if target.is_file():
+    try:
+        stamp = json.loads((folder / EXPORT_STAMP).read_text(encoding="utf-8"))
+        return target.is_file() and stamp.get("sha256") == _sha256(target)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def export_onnx(model_dir: Path, folder: Path) -> Path:
+    """Export the model's transformer to ONNX once (torch is imported here only); returns the graph's path.
+
+    A graph that is missing, damaged or without its recorded checksum is exported again.
+    """
+    target = folder / ONNX_FILE
+    if _intact(folder):
         return target
     with _export_lock(folder):
-        if target.is_file():  # another process exported it while this one waited
+        if _intact(folder):  # another process exported it while this one waited
             return target
+        if target.exists():
+            log.warning("The exported model %s does not match its recorded checksum; exporting it again", target)
         import torch
         from transformers import AutoModel
 
@@ -122,9 +152,12 @@ def export_onnx(model_dir: Path, folder: Path) -> Path:
             "torch": torch.__version__,
             "opset": EXPORT_OPSET,
             "export_seconds": round(time.perf_counter() - started, 2),
+            "sha256": _sha256(partial),
         }
-        (folder / EXPORT_STAMP).write_text(json.dumps(stamp, indent=2), encoding="utf-8")
+        staged = folder / f".{EXPORT_STAMP}.{os.getpid()}.partial"
+        staged.write_text(json.dumps(stamp, indent=2), encoding="utf-8")
         os.replace(partial, target)
+        os.replace(staged, folder / EXPORT_STAMP)
         return target
 
 
@@ -213,7 +246,22 @@ class CachedEmbeddings(Embeddings):
         return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        """Vectors for the texts: the known ones read back, the others embedded and kept."""
+        """Vectors for the texts: the known ones read back, the others embedded and kept.
+
+        A cache SQLite cannot read (damaged, not a database) is moved aside and a new one started; the vectors
+        come out the same either way.
+        """
+        try:
+            return self._embed_documents(texts)
+        except sqlite3.DatabaseError as error:
+            aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
+            log.warning("The vector cache %s cannot be read (%s); moved it to %s", self.path, error, aside.name)
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+            return self._embed_documents(texts)
+
+    def _embed_documents(self, texts: list[str]) -> list[list[float]]:
         keys = [self._key(text) for text in texts]
         found: dict[str, list[float]] = {}
         with contextlib.closing(self._connect()) as connection:

@@ -1,9 +1,11 @@
 """Guardrails around every answer, whatever composed it.
 
-Before: the question is normalised (NFKC, no control or invisible characters),
-capped in length, and stripped of instructions aimed at the assistant itself
+Before: the question is normalised (NFKC, no control or invisible characters,
+look-alike letters inside a Latin word mapped to the Latin ones they imitate),
+capped in length, and stripped of the pieces aimed at the assistant itself
 ("ignore your instructions", "drop the disclaimer", "act as my lawyer"), which
-change nothing. After: escalation notices for the user's situation and the
+change nothing: a classifier fitted on labelled messages finds them
+(:mod:`assistant.requests_filter`). After: escalation notices for the user's situation and the
 article's Legal Disclaimer are attached, and the reply is rendered with every
 piece of text escaped, so nothing comes back as live HTML.
 """
@@ -12,11 +14,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 
-import yaml
+from confusable_homoglyphs import categories, confusables
 
 from assistant.presentation import markdown, reply_blocks
 from assistant.schemas import Answer, Escalation, InputProblem
@@ -29,11 +31,42 @@ _INVISIBLE = re.compile(
 _SPACES = re.compile(r"[ \t]+")
 
 
+_WORD = re.compile(r"\w+")
+
+
 @cache
-def _injections() -> list[re.Pattern[str]]:
-    """Requests aimed at the assistant itself, from ``data/injection.yaml``."""
-    data = yaml.safe_load(resources.files("assistant").joinpath("data/injection.yaml").read_text("utf-8"))
-    return [re.compile(p, re.IGNORECASE) for p in data["patterns"]]
+def _latin_lookalike(char: str) -> str:
+    """The Latin letter ``char`` imitates (Unicode's confusables data), or ``char`` itself."""
+    if categories.alias(char) in {"LATIN", "COMMON"}:
+        return char
+    found = confusables.is_confusable(char, greedy=True, preferred_aliases=["latin"]) or []
+    latin = [
+        str(glyph["c"])
+        for entry in found
+        for glyph in entry["homoglyphs"]
+        if len(glyph["c"]) == 1 and glyph["n"].startswith("LATIN")
+    ]
+    if not latin:
+        return char
+    # TR 39's skeletons fold "I" into "l" (they look alike); a capital that imitates "l" imitates "I".
+    return "I" if latin[0] == "l" and char.isupper() else latin[0]
+
+
+def _unmix_word(match: re.Match[str]) -> str:
+    word = match.group(0)
+    scripts = {categories.alias(char) for char in word if char.isalpha()}
+    if "LATIN" not in scripts or len(scripts - {"COMMON"}) < 2:
+        return word  # one script: a Greek or Russian word stays as written
+    return "".join(_latin_lookalike(char) for char in word)
+
+
+def unmix_scripts(text: str) -> str:
+    """Map look-alike letters to Latin in words that mix Latin with another script.
+
+    Unicode TR 39's mixed-script confusables: "Sроtіfу", with Cyrillic р, о, і and у, is "Spotify". A word in
+    one script is left alone, so Greek, Russian or any other language reads as written.
+    """
+    return _WORD.sub(_unmix_word, text)
 
 
 _HTML_TAG = re.compile(r"<\s*(script|style)\b.*?</\s*\1\s*>|<\s*/?\s*[a-zA-Z][^>]*>", re.IGNORECASE | re.DOTALL)
@@ -55,25 +88,26 @@ class CheckedInput:
 
 
 def clean_text(text: str) -> str:
-    """NFKC-normalise and drop control and invisible characters, keeping line breaks as spaces."""
+    """NFKC-normalise, drop control and invisible characters (line breaks become spaces), unmix scripts."""
     text = unicodedata.normalize("NFKC", text)
     text = _INVISIBLE.sub("", text)
     text = "".join(" " if unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"} else ch for ch in text)
-    return _SPACES.sub(" ", text).strip()
+    return _SPACES.sub(" ", unmix_scripts(text)).strip()
 
 
-def strip_injections(text: str) -> tuple[str, bool]:
-    """Remove instructions aimed at the assistant; report whether any were found."""
-    found = False
-    for pattern in _injections():
-        text, count = pattern.subn(" ", text)
-        found = found or count > 0
-    text = _HTML_TAG.sub(" ", text)
-    return _SPACES.sub(" ", text).strip(" .,:;-"), found
+def clean_lines(text: str) -> str:
+    """:func:`clean_text` line by line, keeping the line breaks (where a message's pieces begin and end)."""
+    lines = (clean_text(line) for line in re.split(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]", text))
+    return "\n".join(line for line in lines if line)
 
 
-def check_question(question: object, max_chars: int) -> CheckedInput:
-    """Validate and clean the question; never raises for what a user can type."""
+Splitter = Callable[[str], tuple[str, bool]]
+"""A message without its pieces aimed at the assistant, and whether it had any
+(:meth:`assistant.requests_filter.RequestFilter.split`)."""
+
+
+def check_question(question: object, max_chars: int, requests: Splitter | None = None) -> CheckedInput:
+    """Validate and clean the question, and drop what ``requests`` finds aimed at the assistant; never raises."""
     if not isinstance(question, str):
         return CheckedInput("", "empty", "Please type a question as text.")
     cleaned = clean_text(question)
@@ -86,7 +120,8 @@ def check_question(question: object, max_chars: int) -> CheckedInput:
         )
     if not re.search(r"\w", cleaned):
         return CheckedInput("", "empty", "Please type a question about AI stem separation and the law.")
-    remaining, injected = strip_injections(cleaned)
+    remaining, injected = requests(clean_lines(question)) if requests is not None else (cleaned, False)
+    remaining = _SPACES.sub(" ", _HTML_TAG.sub(" ", remaining)).strip(" .,:;-")
     return CheckedInput(remaining, notices=[INJECTION_NOTICE] if injected else [])
 
 

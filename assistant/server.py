@@ -27,7 +27,7 @@ from assistant.corpus import load_corpus
 from assistant.errors import AssistantError
 from assistant.headers import SecurityHeadersMiddleware
 from assistant.ratelimit import BodyLimitMiddleware, ErrorBody, RateLimitMiddleware, make_limiter, send_json
-from assistant.service import AssistantService
+from assistant.service import BUSY_MESSAGE, BUSY_RETRY_SECONDS, AssistantService
 from assistant.settings import Settings
 from assistant.ui import mount_chat
 from assistant.widget import STATIC_DIR, WIDGET_PATH, widget_router
@@ -68,7 +68,10 @@ INTERNAL_ERROR = (
 
 
 class ClosedRoutesMiddleware:
-    """Closes unused routes with a JSON 404; a failure under Gradio's routes gets a JSON 500, never a trace."""
+    """Closes unused routes with a JSON 404; a failure under Gradio's routes gets a JSON 500, never a trace.
+
+    A full chat queue (Gradio's 503) gets the JSON 503 ``server_busy`` with ``Retry-After``, as ``/api/ask`` does.
+    """
 
     def __init__(self, app: ASGIApp, prefixes: Sequence[str], error_body: ErrorBody) -> None:
         self.app = app
@@ -95,18 +98,25 @@ class ClosedRoutesMiddleware:
         if not scope["path"].startswith("/gradio_api/"):
             await self.app(scope, receive, send)
             return
-        state = {"started": False, "failed": False, "answered": False}
+        state = {"started": False, "failed": False, "busy": False, "answered": False}
 
         async def answer_failure() -> None:
-            if not state["answered"]:
-                state["answered"] = True
-                await send_json(send, 500, self.error_body("internal_error", INTERNAL_ERROR, 500))
+            if state["answered"]:
+                return
+            state["answered"] = True
+            if state["busy"]:  # Gradio's queue is full: the caller may try again, as from /api/ask
+                body = self.error_body("server_busy", BUSY_MESSAGE, 503)
+                await send_json(send, 503, body, [(b"retry-after", str(BUSY_RETRY_SECONDS).encode())])
+                return
+            await send_json(send, 500, self.error_body("internal_error", INTERNAL_ERROR, 500))
 
         async def tracked(message: Message) -> None:
-            # A 5xx from Gradio (plain text, from its own error middleware) is replaced by the JSON error.
+            # A 5xx from Gradio (plain text, from its own error middleware) is replaced by the JSON error; its
+            # 503 (the chat's queue is full) by the same "busy" answer /api/ask gives.
             if message["type"] == "http.response.start":
                 state["started"] = True
                 state["failed"] = int(message["status"]) >= 500
+                state["busy"] = int(message["status"]) == 503
             if state["failed"]:
                 await answer_failure()
                 return

@@ -39,6 +39,9 @@ SLOT_WAIT_SECONDS = 60.0
 
 
 BUSY_MESSAGE = "The assistant is busy right now; please try again in a minute."
+BUSY_RETRY_SECONDS = 30
+"""The ``Retry-After`` of a 503 (busy, or the index not ready): an answer slot frees within seconds, a build within
+minutes; half a minute keeps a retrying client from adding to the load it met."""
 UNKNOWN_ANSWER = (
     "This service never gave an answer with this id, so the feedback was not saved. Vote on an answer using the "
     "answer_id that /api/ask (or the chat) returned with it."

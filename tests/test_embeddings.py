@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -127,3 +128,41 @@ def test_the_vector_cache_embeds_each_text_once_across_processes(settings: Setti
     assert np.allclose(again.embed_documents([*texts, "new text"])[:4], vectors, atol=0)
     assert (again.hits, again.misses) == (4, 1)
     assert again.embed_documents([]) == []
+
+
+@pytest.mark.parametrize("damage", ["bytes flipped", "truncated", "stamp without checksum"])
+def test_a_damaged_exported_graph_is_exported_again_not_run(settings: Settings, tmp_path: Path, damage: str) -> None:
+    """Damage under ``index/models/``: the graph's recorded SHA-256 no longer holds, so it is exported anew."""
+    make_embeddings(settings)
+    private = settings.model_copy(update={"index_dir": tmp_path / "index"})
+    folder = onnx_dir(private)
+    folder.parent.mkdir(parents=True)
+    shutil.copytree(onnx_dir(settings), folder, ignore=shutil.ignore_patterns("vectors.sqlite3*"))
+    graph = folder / ONNX_FILE
+    intact = hashlib.sha256(graph.read_bytes()).hexdigest()
+    data = bytearray(graph.read_bytes())
+    if damage == "bytes flipped":
+        data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+        graph.write_bytes(bytes(data))
+    elif damage == "truncated":
+        graph.write_bytes(bytes(data[: len(data) // 2]))
+    else:
+        stamp = folder / "export.json"
+        stamp.write_text(stamp.read_text(encoding="utf-8").replace('"sha256"', '"old_sha256"'), encoding="utf-8")
+    model = make_embeddings(private)
+    assert hashlib.sha256(graph.read_bytes()).hexdigest() == intact  # the export is deterministic
+    texts = ["Is a remix a derivative work?", "stems"]
+    assert np.allclose(model.embed_documents(texts), make_embeddings(settings).embed_documents(texts), atol=1e-6)
+
+
+def test_a_damaged_vector_cache_is_set_aside_and_the_vectors_stay_right(settings: Settings, tmp_path: Path) -> None:
+    model = make_embeddings(settings)
+    path = tmp_path / "cache" / "vectors.sqlite3"
+    texts = ["Is a remix a derivative work?", "stems"]
+    CachedEmbeddings(model, path).embed_documents(texts)
+    path.write_bytes(b"not a database at all" * 1000)
+    cache = CachedEmbeddings(model, path)
+    assert np.allclose(cache.embed_documents(texts), model.embed_documents(texts), atol=1e-6)
+    assert cache.misses == 2
+    assert list(path.parent.glob("vectors.sqlite3.damaged-*"))
+    assert CachedEmbeddings(model, path).embed_documents(texts[:1]) and path.is_file()

@@ -16,7 +16,7 @@ from server_fixtures import FakeAssistant
 from assistant.corpus import load_corpus
 from assistant.errors import AssistantError, CorpusError, IndexNotReadyError, StoreError
 from assistant.server import CLOSED_PREFIXES, INTERNAL_ERROR, ClosedRoutesMiddleware, check_origins, create_app
-from assistant.service import AnswerSlots, ServerBusyError
+from assistant.service import BUSY_MESSAGE, BUSY_RETRY_SECONDS, AnswerSlots, ServerBusyError
 from assistant.settings import Settings
 
 ALLOWED = "https://allowed.example"
@@ -400,6 +400,23 @@ def test_a_malformed_call_gets_json_not_a_trace(app: Any, path: str) -> None:
         response = request(app, "POST", path, json=body)
         assert response.headers["content-type"].startswith("application/json"), (path, body, response.text[:200])
         assert response.json() and "Traceback" not in response.text
+
+
+def test_a_full_chat_queue_answers_busy_json_with_retry_after() -> None:
+    """Gradio's own 503 for a full queue is the 'busy' answer /api/ask gives, not an internal error."""
+
+    async def full(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 503, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"detail": "Queue is full."}'})
+
+    def body(code: str, message: str, status: int) -> dict[str, object]:
+        return {"error": code, "message": message, "status": status, "disclaimer": "D"}
+
+    guarded = ClosedRoutesMiddleware(full, prefixes=CLOSED_PREFIXES, error_body=body)
+    response = request(guarded, "POST", "/gradio_api/queue/join", json={})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == str(BUSY_RETRY_SECONDS)
+    assert response.json() == {"error": "server_busy", "message": BUSY_MESSAGE, "status": 503, "disclaimer": "D"}
 
 
 def test_a_failing_gradio_handler_answers_json_with_the_disclaimer() -> None:

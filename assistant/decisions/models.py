@@ -18,6 +18,7 @@ from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
 from assistant.decisions.neighbours import Neighbours
+from assistant.requests_filter import RequestFilter
 
 Matrix: TypeAlias = np.ndarray | sparse.csr_matrix
 SEED = 0
@@ -234,6 +235,8 @@ class Decisions:
     coverage: BinaryDecision
     wants_list: BinaryDecision
     neighbours: Neighbours
+    requests: RequestFilter
+    """Which pieces of a message are aimed at the assistant (fitted on assistant/data/requests/, not the bank)."""
     report: dict[str, object] = field(default_factory=dict)
 
 

@@ -38,6 +38,8 @@ from assistant.decisions.training import TRAINER_VERSION, Trainer
 from assistant.errors import IndexNotReadyError
 from assistant.index import SNAPSHOT, IndexBuild, build_lock, sha256_file
 from assistant.integrity import DECISIONS_MODEL, DECISIONS_REPORT, verify_decisions
+from assistant.requests_filter import fingerprint as request_data_fingerprint
+from assistant.requests_filter import load_messages
 from assistant.sentences import SentenceTable
 from assistant.settings import Settings
 
@@ -52,6 +54,7 @@ def decisions_key(bank: Bank, settings: Settings) -> str:
     material = json.dumps(
         {
             "bank": bank.fingerprint,
+            "requests": request_data_fingerprint(load_messages()),
             "trainer": TRAINER_VERSION,
             "settings": settings.decisions.model_dump(mode="json"),
             "candidates": settings.candidates,

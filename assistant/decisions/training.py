@@ -49,11 +49,12 @@ from assistant.features import (
     question_matrix,
     situation_matrix,
 )
+from assistant.requests_filter import fit_request_filter, load_messages, plain_messages
 from assistant.retrieval import LexicalScores, Ranking, rank
 from assistant.sentences import SentenceTable
 from assistant.settings import DecisionSettings
 
-TRAINER_VERSION = "9"
+TRAINER_VERSION = "10"
 """Bumped whenever training changes what it fits: a build's decisions are refitted when it differs."""
 
 Progress = Callable[[str], None]
@@ -462,5 +463,14 @@ class Trainer:
             "coverage": round(coverage.threshold, 4),
             "wants_list": round(wants_list.threshold, 4),
         }
+        self.progress("requests aimed at the assistant")
+        requests = fit_request_filter(
+            load_messages(),
+            self.settings.folds,
+            self.settings.request_ngrams,
+            self.settings.request_c,
+            plain=plain_messages((item.id, item.message) for item in bank.items if item.kind != "injection"),
+        )
+        report["requests"] = requests.report
         report["seconds"] = round(time.perf_counter() - started, 2)
-        return Decisions(vectorizer, situation, sections, ranker, coverage, wants_list, neighbours, report)
+        return Decisions(vectorizer, situation, sections, ranker, coverage, wants_list, neighbours, requests, report)

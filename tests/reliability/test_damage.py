@@ -74,6 +74,7 @@ CASES = [
     Damage("snapshot with one byte flipped, time kept", lambda b: flip_byte(b / "records.npz", True), silent=True),
     Damage("snapshot truncated", lambda b: truncate_half(b / "records.npz")),
     Damage("snapshot missing", lambda b: (b / "records.npz").unlink()),
+    Damage("manifest missing", lambda b: (b / "manifest.json").unlink()),
 ]
 
 
