@@ -30,6 +30,7 @@ from typing import Literal
 import numpy as np
 import sentencex
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from scipy.special import expit
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
@@ -170,7 +171,9 @@ class RequestFilter:
         """Probability that each piece is aimed at the assistant."""
         if not texts:
             return np.zeros(0)
-        return np.asarray(self.model.predict_proba(self.vectorizer.transform(list(texts)))[:, 1])
+        # The logistic regression's own arithmetic on the sparse rows (predict_proba's checks cost more than it).
+        margin = self.vectorizer.transform(list(texts)) @ self.model.coef_[0] + self.model.intercept_[0]
+        return np.asarray(expit(margin))
 
     def split(self, text: str) -> tuple[str, bool]:
         """The message without its pieces aimed at the assistant (joined by spaces), and whether there were any."""
