@@ -320,7 +320,8 @@ class Assistant:
 
     def check_input(self, turn: Turn) -> Turn:
         """Validate and clean the question and the history; bad input ends the turn with a reply saying why."""
-        checked = check_question(turn.question, self.settings.max_question_chars, self.decisions.requests.split)
+        learned = self.decisions.requests.split if self.settings.request_filter == "learned" else None
+        checked = check_question(turn.question, self.settings.max_question_chars, learned)
         turn = replace(turn, checked=checked)
         if checked.problem is not None:
             return finish(turn, self._reply(checked.message, problem=checked.problem))

@@ -2,10 +2,11 @@
 
 Before: the question is normalised (NFKC, no control or invisible characters,
 look-alike letters inside a Latin word mapped to the Latin ones they imitate),
-capped in length, and stripped of the pieces aimed at the assistant itself
+capped in length, and stripped of the parts aimed at the assistant itself
 ("ignore your instructions", "drop the disclaimer", "act as my lawyer"), which
-change nothing: a classifier fitted on labelled messages finds them
-(:mod:`assistant.requests_filter`). After: escalation notices for the user's situation and the
+change nothing: by the rule list in ``data/injection.yaml``, or by the classifier
+fitted on labelled messages (:mod:`assistant.requests_filter`) when
+``request_filter`` is ``learned``. After: escalation notices for the user's situation and the
 article's Legal Disclaimer are attached, and the reply is rendered with every
 piece of text escaped, so nothing comes back as live HTML.
 """
@@ -17,7 +18,9 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
+from importlib import resources
 
+import yaml
 from confusable_homoglyphs import categories, confusables
 
 from assistant.presentation import markdown, reply_blocks
@@ -29,6 +32,13 @@ _INVISIBLE = re.compile(
     "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]"
 )
 _SPACES = re.compile(r"[ \t]+")
+
+
+@cache
+def _injections() -> list[re.Pattern[str]]:
+    """Requests aimed at the assistant itself, from ``data/injection.yaml`` (the default filter)."""
+    data = yaml.safe_load(resources.files("assistant").joinpath("data/injection.yaml").read_text("utf-8"))
+    return [re.compile(p, re.IGNORECASE) for p in data["patterns"]]
 
 
 _WORD = re.compile(r"\w+")
@@ -101,13 +111,25 @@ def clean_lines(text: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
+def strip_injections(text: str) -> tuple[str, bool]:
+    """Remove instructions aimed at the assistant by the rule list; report whether any were found."""
+    found = False
+    for pattern in _injections():
+        text, count = pattern.subn(" ", text)
+        found = found or count > 0
+    return _SPACES.sub(" ", text).strip(" .,:;-"), found
+
+
 Splitter = Callable[[str], tuple[str, bool]]
 """A message without its pieces aimed at the assistant, and whether it had any
 (:meth:`assistant.requests_filter.RequestFilter.split`)."""
 
 
 def check_question(question: object, max_chars: int, requests: Splitter | None = None) -> CheckedInput:
-    """Validate and clean the question, and drop what ``requests`` finds aimed at the assistant; never raises."""
+    """Validate and clean the question, and drop what is aimed at the assistant; never raises.
+
+    ``requests``: the learned request filter (``ASSISTANT_REQUEST_FILTER=learned``); without it, the rule list.
+    """
     if not isinstance(question, str):
         return CheckedInput("", "empty", "Please type a question as text.")
     cleaned = clean_text(question)
@@ -120,7 +142,7 @@ def check_question(question: object, max_chars: int, requests: Splitter | None =
         )
     if not re.search(r"\w", cleaned):
         return CheckedInput("", "empty", "Please type a question about AI stem separation and the law.")
-    remaining, injected = requests(clean_lines(question)) if requests is not None else (cleaned, False)
+    remaining, injected = requests(clean_lines(question)) if requests is not None else strip_injections(cleaned)
     remaining = _SPACES.sub(" ", _HTML_TAG.sub(" ", remaining)).strip(" .,:;-")
     return CheckedInput(remaining, notices=[INJECTION_NOTICE] if injected else [])
 
