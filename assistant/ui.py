@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 ChatState = dict[str, Any]
 Messages = list[dict[str, Any]]
-Update = tuple[Messages, ChatState, Any]
+Update = tuple[Messages, ChatState]
 
 _MARKDOWN_PUNCTUATION = set("\\`*_{}[]()#+-.!|~$")
 _HTML = {"<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;"}
@@ -174,7 +174,7 @@ def new_state() -> ChatState:
 
     It lives on the server (``gr.State``), so the browser never sends the conversation back.
     """
-    return {"messages": [], "history": [], "turns": [], "vote": None}
+    return {"messages": [], "history": [], "turns": [], "vote": None, "unanswered": None}
 
 
 class ChatHandlers:
@@ -186,21 +186,27 @@ class ChatHandlers:
         self.delay = service.settings.stream_delay
 
     def respond(self, question: str, state: ChatState) -> Iterator[Update]:
-        """Show the question, stream the answer in, then add source cards, notices and disclaimer."""
+        """Show the question, stream the answer in, then add source cards, notices and disclaimer.
+
+        The question box is not an output: the page clears it when the question is sent, and puts it back
+        (:meth:`restore_question`) when the answer fails. A box among the outputs would cost the server a
+        rebuilt component for every streamed piece it leaves unchanged.
+        """
         question = question or ""  # a direct call to the chat endpoint may send null
         before = list(state["messages"])
         shown = [*before, {"role": "user", "content": user_markdown(question)}]
         pending = {"role": "assistant", "content": "", "metadata": {"title": PENDING_TITLE, "status": "pending"}}
-        yield [*shown, pending], state, ""
+        state["unanswered"] = question  # what goes back into the box if this fails
+        yield [*shown, pending], state
         try:
             answer = self.service.ask(question, state["history"])
         except AssistantError as error:
-            yield before, state, question
+            yield before, state
             raise gr.Error(str(error)) from None
         if answer.input_problem is not None:
-            # The question goes back into the box; the reason is an error event, so that a program calling the
-            # chat endpoint directly gets the same sentence as a person (a warning would reach only the page).
-            yield before, state, question
+            # The reason is an error event, so that a program calling the chat endpoint directly gets the same
+            # sentence as a person (a warning would reach only the page); the page puts the question back.
+            yield before, state
             raise gr.Error(answer.answer, title="Please change your question")
         index = len(shown)
         text = answer_text(answer, self.allowed)
@@ -208,7 +214,7 @@ class ChatHandlers:
             # Paced pieces read as typing. Unpaced they would arrive in one burst, each costing the server a
             # round of serialising the conversation for nothing, so with no delay the answer comes in one piece.
             for piece in stream_pieces(text):
-                yield [*shown, {"role": "assistant", "content": piece}], state, gr.skip()
+                yield [*shown, {"role": "assistant", "content": piece}], state
                 time.sleep(self.delay)
         final = [*shown, {"role": "assistant", "content": text}]
         final += reply_messages(answer, self.allowed)
@@ -223,7 +229,20 @@ class ChatHandlers:
         ]
         state["turns"].append({"answer_id": answer.answer_id, "index": index, "end": len(final)})
         state["messages"] = final
-        yield final, state, gr.skip()
+        state["unanswered"] = None
+        yield final, state
+
+    @staticmethod
+    def clear_question() -> str:
+        """Empty the question box as the question is sent."""
+        return ""
+
+    @staticmethod
+    def restore_question(state: ChatState) -> Any:
+        """After a failed answer, the question that failed goes back into the box (else the box is left alone)."""
+        question = state.get("unanswered")
+        state["unanswered"] = None
+        return gr.skip() if question is None else question
 
     def respond_example(self, state: ChatState, event: gr.SelectData) -> Iterator[Update]:
         """A starter question was clicked: answer it like a typed one."""
@@ -341,7 +360,7 @@ def build_chat(service: AssistantService) -> gr.Blocks:
 
         # Chat events are not capped by Gradio: answers are computed within the service's answer slots
         # (shared with the API), so the streaming pauses never hold a slot. The queue size still bounds them.
-        chat_outputs = [chatbot, state, question]
+        chat_outputs = [chatbot, state]
         asked = question.submit(
             handlers.respond,
             [question, state],
@@ -349,6 +368,10 @@ def build_chat(service: AssistantService) -> gr.Blocks:
             api_name="chat",
             show_progress="hidden",
             concurrency_limit=None,
+        )
+        # Dispatched with the answer, after the page has read the box for it.
+        question.submit(
+            handlers.clear_question, None, [question], api_visibility="private", queue=False, show_progress="hidden"
         )
         picked = chatbot.example_select(
             handlers.respond_example,
@@ -361,6 +384,14 @@ def build_chat(service: AssistantService) -> gr.Blocks:
         for answered in (asked, picked):
             answered.then(
                 handlers.brief_link, [state], [brief], api_visibility="private", queue=False, show_progress="hidden"
+            )
+            answered.failure(
+                handlers.restore_question,
+                [state],
+                [question],
+                api_visibility="private",
+                queue=False,
+                show_progress="hidden",
             )
         feedback_outputs = [comment_box, comment, status, state]
         chatbot.like(handlers.vote, [state], feedback_outputs, api_visibility="private", show_progress="hidden")

@@ -111,18 +111,21 @@ def test_respond_streams_then_adds_cards_and_disclaimer(service: AssistantServic
     handlers = ChatHandlers(service)
     handlers.delay = 0.001  # paced: the answer arrives in pieces
     state = new_state()
-    updates = drain(handlers.respond("Does Spotify allow <b>stem</b> extraction?", state))
-    first_messages, _, textbox = updates[0]
-    assert textbox == ""
+    stream = handlers.respond("Does Spotify allow <b>stem</b> extraction?", state)
+    updates = [next(stream)]
+    first_messages, first_state = updates[0]
+    assert first_state["unanswered"] == "Does Spotify allow <b>stem</b> extraction?"  # until it is answered
+    updates += drain(stream)
     assert first_messages[0] == {"role": "user", "content": escape_text("Does Spotify allow <b>stem</b> extraction?")}
     assert first_messages[1]["metadata"]["status"] == "pending"
-    streamed = [messages[1]["content"] for messages, _, _ in updates[1:-1]]
+    streamed = [messages[1]["content"] for messages, _ in updates[1:-1]]
     assert len(streamed) >= 2
     assert streamed[-1] == "Platform terms may prohibit stem extraction. [1]"
     assert all(streamed[-1].startswith(piece) for piece in streamed)
-    final, final_state, _ = updates[-1]
+    final, final_state = updates[-1]
     assert final[-1]["content"].startswith("<small><strong>Legal disclaimer:</strong>")
     assert final_state["turns"][0]["index"] == 1
+    assert ChatHandlers.restore_question(final_state) == gr.skip()  # answered: the box is left alone
     assert final_state["history"][0] == {"role": "user", "content": "Does Spotify allow <b>stem</b> extraction?"}
 
 
@@ -130,7 +133,7 @@ def test_with_no_stream_delay_the_answer_comes_in_one_piece(service: AssistantSe
     assert service.settings.stream_delay == 0
     updates = drain(ChatHandlers(service).respond("Does Spotify allow stem extraction?", new_state()))
     assert len(updates) == 2  # the question with the pending note, then the whole reply
-    final, _, _ = updates[-1]
+    final, _ = updates[-1]
     assert final[1]["content"] == "Platform terms may prohibit stem extraction. [1]"
     assert final[-1]["content"].startswith("<small><strong>Legal disclaimer:</strong>")
 
@@ -147,16 +150,18 @@ def rejected(updates: Iterator[Any]) -> tuple[Any, str]:
 def test_bad_input_changes_nothing_and_says_why(service: AssistantService) -> None:
     handlers = ChatHandlers(service)
     state = new_state()
-    (messages, final_state, textbox), message = rejected(handlers.respond("   ", state))
-    assert messages == [] and final_state["history"] == [] and textbox == "   "
+    (messages, final_state), message = rejected(handlers.respond("   ", state))
+    assert messages == [] and final_state["history"] == []
+    assert ChatHandlers.restore_question(final_state) == "   "  # the page puts it back into the box
+    assert ChatHandlers.restore_question(final_state) == gr.skip()  # once
     assert message.startswith("Please type a question")
 
 
 def test_a_null_question_from_the_chat_endpoint_is_treated_as_empty(service: AssistantService) -> None:
     handlers = ChatHandlers(service)
     state = new_state()
-    (messages, final_state, textbox), _ = rejected(handlers.respond(None, state))  # type: ignore[arg-type]
-    assert messages == [] and final_state["history"] == [] and textbox == ""
+    (messages, final_state), _ = rejected(handlers.respond(None, state))  # type: ignore[arg-type]
+    assert messages == [] and final_state["history"] == [] and ChatHandlers.restore_question(final_state) == ""
 
 
 def like(index: int, liked: bool | str) -> gr.LikeData:
@@ -196,6 +201,19 @@ def test_the_page_has_jurisdiction_note_starters_feedback_and_disclaimer(service
     assert re.search(r'"api_name": "chat"', str(config).replace("'", '"'))
 
 
+def test_the_streamed_answer_leaves_the_question_box_to_the_page(service: AssistantService) -> None:
+    """The box is cleared on send and restored on failure by unqueued events, never by the streamed one."""
+    config = build_chat(service).get_config_file()
+    box = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "question")
+    chat = next(d for d in config["dependencies"] if d.get("api_name") == "chat")
+    assert box in chat["inputs"] and box not in chat["outputs"]
+    on_box = [d for d in config["dependencies"] if box in d["outputs"]]
+    clear = next(d for d in on_box if any(t[0] == box and t[1] == "submit" for t in d["targets"]))
+    assert clear["queue"] is False and clear["js"] is None
+    restores = [d for d in on_box if d.get("trigger_after") is not None and d.get("trigger_only_on_failure")]
+    assert len(restores) == 2  # after a typed question and after a clicked starter
+
+
 def test_a_plain_answer_object_round_trips_through_rendering(service: AssistantService) -> None:
     answer = Answer(
         answer="No text covers this.", answered=False, disclaimer=service.disclaimer, closest_sections=["Sources"]
@@ -211,10 +229,12 @@ def test_not_ready_shows_a_clear_error_and_restores_the_question(tmp_path: Path)
     loading = AssistantService(settings, load_corpus(settings.corpus_dir))  # never started: still "loading"
     try:
         updates = ChatHandlers(loading).respond("Is sampling legal?", new_state())
-        shown, _, _ = next(updates)
+        shown, _ = next(updates)
         assert shown[0]["role"] == "user"
-        restored, state, textbox = next(updates)
-        assert restored == [] and state["history"] == [] and textbox == "Is sampling legal?"
+        restored, state = next(updates)
+        assert (
+            restored == [] and state["history"] == [] and ChatHandlers.restore_question(state) == "Is sampling legal?"
+        )
         with pytest.raises(gr.Error, match="still loading"):
             next(updates)
     finally:
