@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 INPUT_PROBLEM_STATUS = {"too_long": 413, "empty": 400, "invalid_history": 400}
 API_METHODS = {"/api/ask": "POST", "/api/feedback": "POST", "/api/health": "GET"}
+BUILD_HEADER = "X-Index-Build"
+"""Response header of /api/ask naming the index build (its id) the answer came from."""
 STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_long", 503: "not_ready"}
 
 
@@ -151,15 +153,20 @@ def build_router(service: AssistantService) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["assistant"])
 
     @router.post("/ask", response_model=Answer, responses=ERROR_RESPONSES)
-    def ask(request: AskRequest) -> Answer | JSONResponse:
-        """Answer a question from the article and its sources, with citations, notices and the disclaimer."""
-        answer = service.ask(request.question, request.history)
+    def ask(request: AskRequest, response: Response) -> Answer | JSONResponse:
+        """Answer a question from the article and its sources, with citations, notices and the disclaimer.
+
+        The ``X-Index-Build`` header names the index build the whole answer came from.
+        """
+        answer, build = service.ask_with_build(request.question, request.history)
+        headers = {BUILD_HEADER: build} if build else {}
         if answer.input_problem is not None:
             status = INPUT_PROBLEM_STATUS.get(answer.input_problem, 400)
             body = ErrorResponse(
                 error=answer.input_problem, message=answer.answer, status=status, disclaimer=answer.disclaimer
             )
-            return JSONResponse(body.model_dump(), status_code=status)
+            return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+        response.headers.update(headers)
         return answer
 
     unknown_answer: dict[int | str, dict[str, Any]] = {

@@ -107,6 +107,15 @@ class AssistantService:
         self._assistant = assistant
         self._load_error: AssistantError | None = None
         self._loader: threading.Thread | None = None
+        self._reload_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._server_state: dict[str, Any] = {"reachable": None, "live_build": None}
+        """What the last poll of the index server found (health shows it)."""
+        self._reload_error: AssistantError | None = None
+        """Why the last load or reload failed (None after one succeeded)."""
+        self._failed_build: str | None = None
+        """A live build this server could not load for a reason other than an unreachable server."""
         self.version = package_version()
 
     @property
@@ -120,11 +129,19 @@ class AssistantService:
         return self._assistant is not None
 
     def start_loading(self) -> None:
-        """Load the model and index in the background (builds the index the first time)."""
+        """Load the model and index in the background (builds the index the first time).
+
+        With an index server (``chroma_url``), a watcher also reads its live pointer every ``chroma_poll_seconds``
+        and reloads when it names another build, or when the server is back after the first load failed.
+        """
+        if self.settings.chroma_url and self._watcher is None:
+            self._watcher = threading.Thread(target=self._watch, name="index-watcher", daemon=True)
+            self._watcher.start()
         if self._assistant is not None or self._loader is not None:
             return
-        self._loader = threading.Thread(target=self._load, name="assistant-loader", daemon=True)
-        self._loader.start()
+        with self._reload_lock:
+            self._loader = threading.Thread(target=self._load, args=("start",), name="assistant-loader", daemon=True)
+            self._loader.start()
 
     def wait_until_ready(self, timeout: float | None = None) -> bool:
         """Block until loading has finished (either way); True when ready."""
@@ -132,23 +149,92 @@ class AssistantService:
             self._loader.join(timeout)
         return self.ready
 
-    def _load(self) -> None:
+    def reload(self, reason: str) -> None:
+        """Build a new answerer in the background and swap it in when ready; on failure keep the old one.
+
+        Questions keep going to the old answerer until the new one is complete; the swap is one assignment, so
+        each question is answered wholly by one of them. A reload already under way is not started twice.
+        """
+        with self._reload_lock:
+            if self._loader is not None and self._loader.is_alive():
+                return
+            self._loader = threading.Thread(target=self._load, args=(reason,), name="assistant-loader", daemon=True)
+            self._loader.start()
+
+    def _make_answerer(self) -> Answerer:
+        if self.settings.workers > 1:
+            from assistant.pool import AnswerPool
+
+            return AnswerPool(self.settings, self.settings.workers)
+        from assistant.assistant import Assistant
+
+        return Assistant(self.settings, corpus=self.corpus)
+
+    def _load(self, reason: str) -> None:
+        if reason != "start":
+            log.info("Loading a new assistant: %s", reason)
         try:
-            if self.settings.workers > 1:
-                from assistant.pool import AnswerPool
-
-                self._assistant = AnswerPool(self.settings, self.settings.workers)
-            else:
-                from assistant.assistant import Assistant
-
-                self._assistant = Assistant(self.settings, corpus=self.corpus)
-            log.info("Assistant ready (%d answer process(es)): %s", self.settings.workers, self._assistant.index_info)
+            fresh = self._make_answerer()
         except AssistantError as error:
-            log.error("The assistant could not start: %s", error)
-            self._load_error = error
+            log.error("The assistant could not %s: %s", "start" if reason == "start" else "reload", error)
+            self._failed(error)
+            return
         except Exception as error:  # any failure must reach callers as a clear 503, not a hang
-            log.exception("The assistant could not start")
-            self._load_error = IndexNotReadyError(f"The assistant could not start: {error}")
+            log.exception("The assistant could not %s", "start" if reason == "start" else "reload")
+            self._failed(IndexNotReadyError(f"The assistant could not start: {error}"))
+            return
+        old, self._assistant = self._assistant, fresh
+        self._load_error = self._reload_error = None
+        log.info(
+            "Assistant ready (%d answer process(es)), build %s: %s",
+            self.settings.workers,
+            fresh.index_info.get("build"),
+            fresh.index_info,
+        )
+        self._retire(old)
+
+    def _failed(self, error: AssistantError) -> None:
+        self._reload_error = error
+        if self._assistant is None:  # with an answerer loaded, it keeps answering
+            self._load_error = error
+
+    @staticmethod
+    def _retire(old: Answerer | None) -> None:
+        """Let a replaced answerer finish the questions it holds, then free it."""
+        from assistant.pool import AnswerPool
+
+        if isinstance(old, AnswerPool):
+            threading.Thread(target=old.close, kwargs={"drain": True}, name="answerer-retire", daemon=True).start()
+
+    def _watch(self) -> None:
+        """Poll the index server's live pointer; reload when it names a build other than the one served."""
+        from assistant.index_server import IndexServer, IndexServerUnavailableError
+
+        server = IndexServer(self.settings)
+        wait = 0.0  # the first poll at once; the first load reads the pointer at the same time
+        while not self._stopping.wait(wait):
+            wait = self.settings.chroma_poll_seconds
+            try:
+                live = server.version(self.settings.chroma_build)
+            except IndexNotReadyError as error:
+                if "message" not in self._server_state:
+                    log.error("Index server: %s", error)
+                reachable = not isinstance(error, IndexServerUnavailableError)
+                self._server_state = {"reachable": reachable, "live_build": None, "message": str(error)}
+                continue
+            if "message" in self._server_state:
+                log.info("Index server readable again; build %s is live", live.build_id)
+            self._server_state = {"reachable": True, "live_build": live.build_id}
+            serving = self._assistant.index_info.get("build") if self._assistant is not None else None
+            if live.build_id in (serving, self._failed_build):
+                continue
+            self.reload(f"build {live.build_id} is live in the index server (serving {serving or 'none'})")
+            if self._loader is not None:
+                self._loader.join()
+            loaded = self._assistant.index_info.get("build") if self._assistant is not None else None
+            if loaded != live.build_id and not isinstance(self._reload_error, IndexServerUnavailableError):
+                # Not retried every poll (each try reads the whole version); a newer build is tried at once.
+                self._failed_build = live.build_id
 
     def assistant(self) -> Answerer:
         """The loaded assistant, or the reason there is none yet."""
@@ -160,13 +246,20 @@ class AssistantService:
 
     def ask(self, question: str, history: Sequence[dict[str, Any] | Message] = ()) -> Answer:
         """Answer one question within the concurrency limits; record it for feedback and in the question log."""
+        return self.ask_with_build(question, history)[0]
+
+    def ask_with_build(
+        self, question: str, history: Sequence[dict[str, Any] | Message] = ()
+    ) -> tuple[Answer, str | None]:
+        """:meth:`ask`, also naming the index build the whole answer came from."""
         started = time.perf_counter()
-        assistant = self.assistant()
+        assistant = self.assistant()  # one answerer for the whole question, even if a reload swaps it meanwhile
         with self.slots.take():
             answer = assistant.ask(question, list(history))
         if answer.input_problem is None:
             self._record(question, answer, history, (time.perf_counter() - started) * 1000)
-        return answer
+        build = assistant.index_info.get("build")
+        return answer, str(build) if build is not None else None
 
     def brief(self, answer_id: str) -> Brief:
         """The lawyer's brief for a recent answer and the conversation that led to it."""
@@ -229,17 +322,22 @@ class AssistantService:
             info["feedback"] = {"answers_rated": None, "message": str(error)}
         if self._assistant is not None:
             # Where the index lives on this machine is nobody's business outside it.
-            index_info = {k: v for k, v in self._assistant.index_info.items() if k != "path"}
+            index_info = {k: v for k, v in self._assistant.index_info.items() if k not in {"path", "files"}}
             info["model"] = index_info.get("embedding_model")
             info["index"] = index_info
         else:
             info["message"] = str(self._load_error) if self._load_error else "The assistant is loading its index."
+        if self.settings.chroma_url:
+            # The loaded build keeps answering from memory while the index server is away: an outage of the
+            # server only delays the next switch, so it is reported here but does not take this server out.
+            info["index_server"] = dict(self._server_state)
         return info
 
     def close(self) -> None:
-        """Stop the answer processes, if any; flush and close the store."""
+        """Stop the watcher and the answer processes, if any; flush and close the store."""
         from assistant.pool import AnswerPool
 
+        self._stopping.set()
         if isinstance(self._assistant, AnswerPool):
             self._assistant.close()
         self.store.close()
