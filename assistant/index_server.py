@@ -380,8 +380,8 @@ class IndexServer:
                 documents.append(path)
                 # In the metadata, not the document: Chroma indexes documents for full-text search, which takes
                 # tens of seconds per megabyte of base64; metadata is stored as it is.
-                data = base64.b64encode(piece).decode("ascii")
-                metadatas.append({"path": path, "part": number, "parts": len(pieces), "sha256": sha, "data": data})
+                encoded = base64.b64encode(piece).decode("ascii")
+                metadatas.append({"path": path, "part": number, "parts": len(pieces), "sha256": sha, "data": encoded})
         for offset in range(0, len(ids), FILE_PAGE):
             end = offset + FILE_PAGE
             collection.add(

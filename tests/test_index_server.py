@@ -140,7 +140,7 @@ def test_an_abandoned_half_written_build_is_never_live_and_is_pruned(served: Set
     records = build_records(engine.build)
     server._write_records(server.client(), server.name(abandoned, "sentences"), records["sentences"])
     assert server.live().build_id == live
-    with pytest.raises(NoPublishedBuildError, match="never completely published"):
+    with pytest.raises(NoPublishedBuildError, match=r"is not \(or no longer\) in the index server"):
         server.version(abandoned)
     # The next two publications push it out of the newest two.
     for _ in range(2):
