@@ -152,7 +152,7 @@ def test_an_unreachable_server_is_a_clear_error(settings: Settings) -> None:
     down = settings.model_copy(update={"chroma_url": f"http://127.0.0.1:{free_port()}"})
     with pytest.raises(IndexServerUnavailableError, match="cannot be reached") as error:
         IndexServer(down).live()
-    assert "check that the Chroma server is running" in str(error.value)
+    assert "Check that the Chroma server is running" in str(error.value)
     with pytest.raises(IndexNotReadyError, match="cannot be reached"):
         Assistant(down)
     wrong = settings.model_copy(update={"chroma_url": "ftp://127.0.0.1:1"})
@@ -171,3 +171,10 @@ def _files(settings: Settings, engine: Engine) -> dict[str, bytes]:
     from assistant.index_server import publishable_files
 
     return publishable_files(engine.corpus.directory, decisions_path(engine.build, engine.bank, settings))
+
+
+def test_a_server_with_nothing_published_says_so(served: Settings) -> None:
+    empty = served.model_copy(update={"chroma_prefix": "nothing_here"})
+    with pytest.raises(NoPublishedBuildError, match="No index has been published") as error:
+        IndexServer(empty).live()
+    assert "Run 'assistant index' with the same ASSISTANT_CHROMA_URL" in str(error.value)
