@@ -196,7 +196,13 @@ class IndexServer:
                     f"prefix '{self.prefix}' yet. Run 'assistant index' with the same ASSISTANT_CHROMA_URL."
                 )
             meta = (found["metadatas"] or [{}])[0] or {}
-            return Version(build_id=str(meta["build"]), manifest=json.loads(str(meta["manifest"])))
+            try:
+                return Version(build_id=str(meta["build"]), manifest=json.loads(str(meta["manifest"])))
+            except (KeyError, ValueError):
+                raise NoPublishedBuildError(
+                    f"The live pointer in the index server ({self.prefix}-{POINTER}) is damaged. Publish a build "
+                    "with 'assistant index' to write it again."
+                ) from None
 
     def version(self, build_id: str | None = None) -> Version:
         """The build asked for (its manifest as published), or the live one."""

@@ -24,6 +24,7 @@ from assistant.settings import Settings
 from assistant.store import IssuedAnswer, LoggedQuestion, Store, open_store
 
 if TYPE_CHECKING:
+    from assistant.index_server import IndexServer
     from assistant.schemas import Answer, Message
 
 log = logging.getLogger("assistant.service")
@@ -208,33 +209,41 @@ class AssistantService:
 
     def _watch(self) -> None:
         """Poll the index server's live pointer; reload when it names a build other than the one served."""
-        from assistant.index_server import IndexServer, IndexServerUnavailableError
+        from assistant.index_server import IndexServer
 
         server = IndexServer(self.settings)
         wait = 0.0  # the first poll at once; the first load reads the pointer at the same time
         while not self._stopping.wait(wait):
             wait = self.settings.chroma_poll_seconds
             try:
-                live = server.version(self.settings.chroma_build)
-            except IndexNotReadyError as error:
-                if "message" not in self._server_state:
-                    log.error("Index server: %s", error)
-                reachable = not isinstance(error, IndexServerUnavailableError)
-                self._server_state = {"reachable": reachable, "live_build": None, "message": str(error)}
-                continue
-            if "message" in self._server_state:
-                log.info("Index server readable again; build %s is live", live.build_id)
-            self._server_state = {"reachable": True, "live_build": live.build_id}
-            serving = self._assistant.index_info.get("build") if self._assistant is not None else None
-            if live.build_id in (serving, self._failed_build):
-                continue
-            self.reload(f"build {live.build_id} is live in the index server (serving {serving or 'none'})")
-            if self._loader is not None:
-                self._loader.join()
-            loaded = self._assistant.index_info.get("build") if self._assistant is not None else None
-            if loaded != live.build_id and not isinstance(self._reload_error, IndexServerUnavailableError):
-                # Not retried every poll (each try reads the whole version); a newer build is tried at once.
-                self._failed_build = live.build_id
+                self._poll(server)
+            except Exception:  # the watcher must outlive any surprise, or the server would never switch again
+                log.exception("Index server: the pointer could not be checked")
+
+    def _poll(self, server: IndexServer) -> None:
+        from assistant.index_server import IndexServerUnavailableError
+
+        try:
+            live = server.version(self.settings.chroma_build)
+        except IndexNotReadyError as error:
+            if "message" not in self._server_state:
+                log.error("Index server: %s", error)
+            reachable = not isinstance(error, IndexServerUnavailableError)
+            self._server_state = {"reachable": reachable, "live_build": None, "message": str(error)}
+            return
+        if "message" in self._server_state:
+            log.info("Index server readable again; build %s is live", live.build_id)
+        self._server_state = {"reachable": True, "live_build": live.build_id}
+        serving = self._assistant.index_info.get("build") if self._assistant is not None else None
+        if live.build_id in (serving, self._failed_build):
+            return
+        self.reload(f"build {live.build_id} is live in the index server (serving {serving or 'none'})")
+        if self._loader is not None:
+            self._loader.join()
+        loaded = self._assistant.index_info.get("build") if self._assistant is not None else None
+        if loaded != live.build_id and not isinstance(self._reload_error, IndexServerUnavailableError):
+            # Not retried every poll (each try reads the whole version); a newer build is tried at once.
+            self._failed_build = live.build_id
 
     def assistant(self) -> Answerer:
         """The loaded assistant, or the reason there is none yet."""
