@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from chroma_fixtures import ChromaServer, chroma_server
 from server_fixtures import free_port
@@ -19,11 +20,13 @@ from assistant.errors import IndexNotReadyError
 from assistant.index import build_records, records_digest
 from assistant.index_server import (
     COLLECTIONS,
+    VECTOR_RTOL,
     IndexServer,
     IndexServerUnavailableError,
     NoPublishedBuildError,
     new_build_id,
 )
+from assistant.sentences import records_by_id
 from assistant.settings import Settings
 
 __all__ = ["chroma_server"]
@@ -87,10 +90,15 @@ def test_a_published_build_answers_exactly_as_the_local_one(
 def test_records_read_back_are_the_builds(remote: tuple[Assistant, str], served: Settings, engine: Engine) -> None:
     server = IndexServer(served)
     version = server.live()
-    local = build_records(engine.build)
-    assert version.manifest["records_sha256"] == records_digest(local)
-    assert records_digest(server.records(version)) == records_digest(local)
+    local, held = build_records(engine.build), server.records(version)
+    assert records_digest(held) == version.manifest["records_sha256"]
     assert version.manifest["counts"] == {name: len(local[name]["ids"]) for name in COLLECTIONS}
+    for name in COLLECTIONS:
+        ours, theirs = records_by_id(local[name]), records_by_id(held[name])
+        assert [row[:3] for row in theirs] == [row[:3] for row in ours]
+        vectors = np.asarray([row[3] for row in ours], dtype=np.float32)
+        served_vectors = np.asarray([row[3] for row in theirs], dtype=np.float32)
+        np.testing.assert_allclose(served_vectors, vectors, rtol=VECTOR_RTOL, atol=0)
 
 
 def test_readers_only_ever_see_complete_builds_while_new_ones_are_published(
