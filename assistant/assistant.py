@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sklearn
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -20,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from threadpoolctl import threadpool_limits
 
 from assistant.answer import AnswerComposer, CompositionRequest
-from assistant.bank import Bank, load_bank
+from assistant.bank import Bank, bank_dir, load_bank
 from assistant.chain import ChainInput, Turn, answer_chain, finish, retrieval_chain, turn_chain
 from assistant.conversation import (
     EarlierAnswer,
@@ -39,17 +41,20 @@ from assistant.decisions.judge import Judge, Judgement, bullet_rows
 from assistant.decisions.models import Decisions
 from assistant.decisions.store import ensure_decisions
 from assistant.embeddings import make_embeddings, vector_cache
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, IndexNotReadyError
 from assistant.extractive import ExtractiveComposer
 from assistant.features import QueryView
 from assistant.guardrails import check_question, clean_text, guard
 from assistant.index import (
     IndexBuild,
     build_index,
+    build_records,
     expected_manifest,
     fresh_build,
+    model_id,
     open_table,
     open_vector_store,
+    table_from_records,
 )
 from assistant.query import QueryPreparer
 from assistant.retrieval import BM25Retriever, DenseRetriever, passages
@@ -57,6 +62,9 @@ from assistant.schemas import Answer, Citation, Escalation, InputProblem, Messag
 from assistant.sentences import SentenceTable
 from assistant.settings import Settings, load_settings
 from assistant.tokens import words
+
+if TYPE_CHECKING:
+    from assistant.index_server import Version
 
 _console = Console(stderr=True)
 
@@ -139,6 +147,8 @@ class Engine:
     bank: Bank
     decisions: Decisions
     report: dict[str, Any]
+    corpus: Corpus
+    """The corpus the build was made from (a published build brings its own)."""
 
 
 def prepare(
@@ -174,7 +184,77 @@ def prepare(
             progress=progress,
             force=retrain,  # a forced build is a new folder: its decisions come from the cache or a fit
         )
-    return Engine(build, table, views, bank, decisions, report)
+    return Engine(build, table, views, bank, decisions, report, corpus)
+
+
+def publish(settings: Settings, engine: Engine) -> tuple[Version, bool]:
+    """Publish a prepared engine's build to the Chroma server as the live version, unless it already is.
+
+    Returns the live version and whether it was published now.
+    """
+    from assistant.decisions.store import decisions_path
+    from assistant.index_server import IndexServer, NoPublishedBuildError, publishable_files
+
+    server = IndexServer(settings)
+    files = publishable_files(
+        engine.corpus.directory, decisions_path(engine.build, engine.bank, settings), settings.bank_dir or bank_dir()
+    )
+    try:
+        live = server.live()
+    except NoPublishedBuildError:
+        live = None
+    if live is not None and live.manifest.get("source_build") == engine.build.path.name:
+        checksums = {path: hashlib.sha256(data).hexdigest() for path, data in sorted(files.items())}
+        if live.manifest.get("files") == checksums:
+            return live, False
+    with _console.status("Publishing the build to the index server…"):
+        return server.publish(engine.build, build_records(engine.build), files), True
+
+
+def open_published(
+    settings: Settings, embeddings: Embeddings, *, corpus: Corpus | None = None, bank: Bank | None = None
+) -> Engine:
+    """The build the Chroma server serves (the live one, or ``settings.chroma_build``), with its decisions.
+
+    Nothing is built or fitted here: the records, the corpus and the fitted decisions all come from the version
+    ``assistant index`` published, so every server answers alike.
+    """
+    from assistant.decisions.store import MODEL_FILE, REPORT_FILE, decisions_path, load_decisions
+    from assistant.index_server import BANK, SERVED, IndexServer
+
+    server = IndexServer(settings)
+    version = server.version(settings.chroma_build)
+    wanted = model_id(settings.embedding_model)
+    if version.manifest.get("embedding_model") != wanted:
+        raise IndexNotReadyError(
+            f"Build {version.build_id} in the index server was embedded with {version.manifest.get('embedding_model')}"
+            f", but this server embeds questions with {wanted}. Publish a build made with this model."
+        )
+    build = server.materialize(version, settings.index_dir / SERVED)
+    served = load_corpus(build.path / "corpus", settings.article_url)
+    if served.fingerprint != version.manifest.get("corpus_fingerprint"):
+        raise IndexNotReadyError(
+            f"Build {version.build_id}'s corpus files do not match its manifest. Publish a new one with 'assistant "
+            "index'."
+        )
+    if corpus is not None and corpus.fingerprint == served.fingerprint:
+        served = corpus
+    table = table_from_records(server.records(version), served)
+    views = ViewBuilder(QueryPreparer(vocabulary(table)), embeddings.embed_documents)
+    published_bank = build.path / BANK
+    # The bank the publisher fitted on (a build published before banks travelled with it: this server's own).
+    bank = bank or load_bank(served, published_bank if any(published_bank.glob("*.jsonl")) else settings.bank_dir)
+    path = decisions_path(build, bank, settings)
+    if not (path / MODEL_FILE).is_file():
+        published = sorted(p.name for p in (build.path / "decisions").glob("*") if p.is_dir())
+        raise IndexNotReadyError(
+            f"Build {version.build_id} in the index server holds decisions fitted for another question bank, "
+            f"trainer, decision settings or scikit-learn ({', '.join(published) or 'none'}; this server needs "
+            f"{path.name}). Publish it again with 'assistant index' from this release, or serve it with the "
+            "release that published it."
+        )
+    report = json.loads((path / REPORT_FILE).read_text(encoding="utf-8"))
+    return Engine(build, table, views, bank, load_decisions(path), report, served)
 
 
 def _trusted_inputs() -> contextlib.AbstractContextManager[None]:
@@ -203,9 +283,13 @@ class Assistant:
         bank: Bank | None = None,
     ) -> None:
         self.settings = settings or load_settings()
-        self.corpus = corpus or load_corpus(self.settings.corpus_dir, self.settings.article_url)
         self._embeddings = embeddings or make_embeddings(self.settings)
-        engine = prepare(self.settings, embeddings=self._embeddings, corpus=self.corpus, bank=bank)
+        if self.settings.chroma_url:
+            engine = open_published(self.settings, self._embeddings, corpus=corpus, bank=bank)
+        else:
+            corpus = corpus or load_corpus(self.settings.corpus_dir, self.settings.article_url)
+            engine = prepare(self.settings, embeddings=self._embeddings, corpus=corpus, bank=bank)
+        self.corpus = engine.corpus
         self._build = engine.build
         self.table = engine.table
         self._views = engine.views
@@ -213,6 +297,7 @@ class Assistant:
         self.decisions, self.decisions_report = engine.decisions, engine.report
         self.index_info: dict[str, Any] = {
             **engine.build.manifest,
+            "build": engine.build.manifest.get("build", engine.build.path.name),
             "path": str(engine.build.path),
             "decisions": self.decisions_report["key"],
             "bank_fingerprint": self.decisions_report["bank_fingerprint"],

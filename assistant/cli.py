@@ -53,12 +53,17 @@ def index(
     ] = False,
     retrain: Annotated[bool, typer.Option("--retrain", help="Refit the decisions even when up to date.")] = False,
 ) -> None:
-    """Build the Chroma index from corpus/ and fit the decisions on the question bank (each only when needed)."""
-    from assistant.assistant import prepare
+    """Build the Chroma index from corpus/ and fit the decisions on the question bank (each only when needed).
+
+    With ASSISTANT_CHROMA_URL set, the build is then published to that Chroma server as a new version and made
+    live there (unless it already is).
+    """
+    from assistant.assistant import prepare, publish
 
     settings = _settings()
     try:
         engine = prepare(settings, force=force, retrain=retrain)
+        published = publish(settings, engine) if settings.chroma_url else None
     except AssistantError as error:
         raise _fail(error) from None
     manifest, report = engine.build.manifest, engine.report
@@ -66,6 +71,10 @@ def index(
         f"Index ready: {manifest['chunks']} chunks, model {manifest['embedding_model']}, "
         f"built {manifest['built_at']} in {engine.build.path}"
     )
+    if published is not None:
+        version, new = published
+        state = "published and live" if new else "already live (nothing changed)"
+        out.print(f"Index server: build {version.build_id} {state} (source build {version.manifest['source_build']})")
     out.print(training_summary(report))
 
 

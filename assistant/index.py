@@ -389,6 +389,21 @@ def write_snapshot(path: Path, records: dict[str, dict[str, Any]]) -> str:
     return hashlib.sha256(target.read_bytes()).hexdigest()
 
 
+def records_digest(records: dict[str, dict[str, Any]]) -> str:
+    """SHA-256 of the records' content (ids, documents, metadata, float32 vectors) in id order.
+
+    It does not depend on how the records were stored or in which order a store returns them, so a copy read
+    back from a Chroma server can be checked against the build it was published from.
+    """
+    digest = hashlib.sha256()
+    for name in COLLECTIONS:
+        digest.update(name.encode())
+        for record_id, text, meta, vector in records_by_id(records[name]):
+            digest.update(json.dumps([record_id, text, meta or {}], sort_keys=True, ensure_ascii=False).encode())
+            digest.update(np.asarray(vector, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
 def read_snapshot(build: IndexBuild) -> dict[str, dict[str, Any]]:
     """The records the build's snapshot holds, after checking it against the checksum in the manifest."""
     target = build.path / SNAPSHOT
@@ -425,11 +440,19 @@ def open_table(build: IndexBuild, corpus: Corpus) -> SentenceTable:
     nor writes to the live build, so any number of processes share it. A build from before snapshots is read
     from a private copy of its Chroma files instead.
     """
+    return table_from_records(build_records(build), corpus)
+
+
+def build_records(build: IndexBuild) -> dict[str, dict[str, Any]]:
+    """The build's records: from its snapshot, or (a build from before snapshots) a private copy of its files."""
     if "snapshot_sha256" in build.manifest:
-        records = read_snapshot(build)
-    else:
-        with private_copy(build) as copy:
-            records = read_records(copy, build.path)
+        return read_snapshot(build)
+    with private_copy(build) as copy:
+        return read_records(copy, build.path)
+
+
+def table_from_records(records: dict[str, dict[str, Any]], corpus: Corpus) -> SentenceTable:
+    """The sentence table of one build's records (of its snapshot, or read from a Chroma server)."""
     chunk_records, sentences, paragraphs, headings = (records[name] for name in COLLECTIONS)
     chunk_rows = records_by_id(chunk_records)
     chunks = [Document(id=i, page_content=text, metadata=dict(meta or {})) for i, text, meta, _ in chunk_rows]

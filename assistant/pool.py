@@ -79,6 +79,10 @@ class AnswerPool:
                 self._executors.append(self._spawn())
                 # The first one alone builds or fits what is missing; the others then only open it.
                 info = self._executors[number].submit(_index_info).result()
+                if settings.chroma_url and number == 0:
+                    # The others (and any replacement) open the build the first one opened, even if the index
+                    # server's live pointer moves meanwhile: one pool answers from one build.
+                    self.settings = settings.model_copy(update={"chroma_build": info["build"]})
         except BrokenProcessPool:
             self.close()
             raise IndexNotReadyError(
@@ -142,7 +146,7 @@ class AnswerPool:
                 del self._owner[answer_id]
         broken.shutdown(wait=False, cancel_futures=True)
 
-    def close(self) -> None:
-        """Stop the answer processes."""
+    def close(self, drain: bool = False) -> None:
+        """Stop the answer processes; with ``drain``, after they answer the questions already handed to them."""
         for executor in self._executors:
-            executor.shutdown(wait=True, cancel_futures=True)
+            executor.shutdown(wait=True, cancel_futures=not drain)

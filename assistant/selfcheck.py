@@ -21,7 +21,7 @@ import logging
 import multiprocessing
 import sys
 import threading
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from assistant.corpus import load_corpus
 from assistant.errors import AssistantError
@@ -31,6 +31,7 @@ from assistant.integrity import build_id, check_live
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
+    from assistant.index_server import IndexServer
     from assistant.serving import Serving
     from assistant.settings import Settings
 
@@ -51,6 +52,10 @@ class Kept(Protocol):
     def disclaimer(self) -> str:
         """The disclaimer every reply must end with."""
         ...
+
+    index_server_state: dict[str, Any]
+    failed_build: str | None
+    reload_error: AssistantError | None
 
     def mark_damaged(self, problem: str) -> None:
         """Refuse questions with the maintenance reply until a rebuilt index is loaded."""
@@ -104,6 +109,7 @@ class SelfCheck:
         self._thread: threading.Thread | None = None
         self._child: BaseProcess | None = None
         self._failures = 0
+        self._index_server: IndexServer | None = None
 
     def start(self) -> None:
         """Start the background thread (the first load happens in it)."""
@@ -150,6 +156,8 @@ class SelfCheck:
 
     def tick(self) -> float:
         """One check; returns the seconds until the next (0: at once)."""
+        if self.settings.chroma_url:
+            return self.follow_index_server()
         service = self.service
         verdict = check_live(self.settings.index_dir)
         serving = service.serving
@@ -177,6 +185,46 @@ class SelfCheck:
             service.mark_damaged("the probe question failed, and so did a fresh answerer")
             return self._rebuild(force=True)
         return self._succeeded(self.settings.selfcheck_interval)
+
+    def follow_index_server(self) -> float:
+        """With an index server: read its live pointer; load the build it names when that is not the one served.
+
+        The build in use keeps answering from memory while the server is away, and a build that failed to load
+        for a reason other than an unreachable server is not tried again until another one goes live (each try
+        reads a whole version). Local files are not checked: a build read from the server was checked against
+        its digest as it was read.
+        """
+        from assistant.index_server import IndexServer, IndexServerUnavailableError
+
+        service = self.service
+        interval = self.settings.chroma_poll_seconds
+        if self._index_server is None:
+            self._index_server = IndexServer(self.settings)
+        live: str | None = None
+        try:
+            live = self._index_server.version(self.settings.chroma_build).build_id
+        except AssistantError as error:
+            if "message" not in service.index_server_state:
+                log.error("Index server: %s", error)
+            reachable = not isinstance(error, IndexServerUnavailableError)
+            service.index_server_state = {"reachable": reachable, "live_build": None, "message": str(error)}
+        else:
+            if "message" in service.index_server_state:
+                log.info("Index server readable again; build %s is live", live)
+            service.index_server_state = {"reachable": True, "live_build": live}
+        serving = service.serving
+        if serving is None:
+            # Nothing answers yet: try at every poll (the load says why it failed, as the health check shows).
+            if service.reload_now("start", first=True):
+                return self._succeeded(interval)
+            self._failures += 1
+            return interval
+        if live is None or live in (serving.build_id, service.failed_build):
+            return self._succeeded(interval)
+        loaded = service.reload_now(f"build {live} is live in the index server (serving {serving.build_id})")
+        if not loaded and not isinstance(service.reload_error, IndexServerUnavailableError):
+            service.failed_build = live
+        return self._succeeded(interval)
 
     def _probe(self) -> bool:
         serving = self.service.serving

@@ -128,6 +128,12 @@ class AssistantService:
         self._settled = threading.Event()
         self._check_lock = threading.Lock()
         self._reload_lock = threading.Lock()
+        self.reload_error: AssistantError | None = None
+        """Why the last load or reload failed (None after one succeeded)."""
+        self.index_server_state: dict[str, Any] = {"reachable": None, "live_build": None}
+        """With an index server (``chroma_url``): what the self-check's last read of its live pointer found."""
+        self.failed_build: str | None = None
+        """A build in the index server this server could not load for a reason other than an unreachable server."""
         self.selfcheck = SelfCheck(self)
         self.version = package_version()
 
@@ -152,7 +158,11 @@ class AssistantService:
         return self._serving
 
     def start_loading(self) -> None:
-        """Load the model and index in the background (builds the index the first time), then keep checking it."""
+        """Load the model and index in the background (builds the index the first time), then keep checking it.
+
+        With an index server (``chroma_url``) the self-check instead reads its live pointer every
+        ``chroma_poll_seconds`` and loads the build it names when that is not the one served.
+        """
         if self._serving is not None or self._loading:
             self._settled.set()
             return
@@ -197,32 +207,38 @@ class AssistantService:
         """
         from assistant.pool import AnswerPool
 
+        remote = bool(self.settings.chroma_url)
         with self._reload_lock:
             old = self._serving
+            build = None
             try:
-                if not first:
+                if not first and not remote:
                     self._check_fresh()
                 answerer = self.make_answerer()
-                build = read_build(Path(str(answerer.index_info.get("path", ""))))
-                problem = "its build cannot be read" if build is None else verify_build(build)
-                if problem is not None:
-                    if isinstance(answerer, AnswerPool):
-                        answerer.close()
-                    raise IndexNotReadyError(f"The new answerer's build failed its check: {problem}.")
+                if not remote:  # a build read from an index server was checked against its digest as it was read
+                    build = read_build(Path(str(answerer.index_info.get("path", ""))))
+                    problem = "its build cannot be read" if build is None else verify_build(build)
+                    if problem is not None:
+                        if isinstance(answerer, AnswerPool):
+                            answerer.close()
+                        raise IndexNotReadyError(f"The new answerer's build failed its check: {problem}.")
             except AssistantError as error:
                 log.error("Reload (%s) failed; %s: %s", reason, _keeping(old), error)
+                self.reload_error = error
                 if old is None:
                     self._load_error = error
                 return False
             except Exception:  # a failed reload must leave the service answering as it was
                 log.exception("Reload (%s) failed; %s", reason, _keeping(old))
+                self.reload_error = IndexNotReadyError(LOAD_FAILED)
                 if old is None:
-                    self._load_error = IndexNotReadyError(LOAD_FAILED)
+                    self._load_error = self.reload_error
                 return False
-            serving = Serving(answerer, build)
+            name = answerer.index_info.get("build") if remote else None
+            serving = Serving(answerer, build, None if name is None else str(name))
             self._serving = serving
             self._damaged = False
-            self._load_error = None
+            self._load_error = self.reload_error = None
             log.info(
                 "Answering from build %s (%s; %d answer process(es))", serving.build_id, reason, self.settings.workers
             )
@@ -367,10 +383,14 @@ class AssistantService:
             info["message"] = MAINTENANCE
         elif serving is None:
             info["message"] = str(self._load_error) if self._load_error else "The assistant is loading its index."
+        if self.settings.chroma_url:
+            # The loaded build keeps answering from memory while the index server is away: an outage of the
+            # server only delays the next switch, so it is reported here but does not take this server out.
+            info["index_server"] = dict(self.index_server_state)
         return info
 
     def close(self) -> None:
-        """Stop the answer processes, if any; flush and close the store."""
+        """Stop the watcher and the answer processes, if any; flush and close the store."""
         from assistant.pool import AnswerPool
 
         self.selfcheck.stop()

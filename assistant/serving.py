@@ -34,10 +34,11 @@ class Answerer(Protocol):
 class Serving:
     """One answerer and the verified build it answers from, swapped in whole: a request uses one or the other."""
 
-    def __init__(self, answerer: Answerer, build: IndexBuild | None) -> None:
+    def __init__(self, answerer: Answerer, build: IndexBuild | None, name: str | None = None) -> None:
+        """``build`` is the local build answered from; ``name`` names one read from an index server instead."""
         self.answerer = answerer
         self.build = build
-        self.build_id = build_id(build) if build is not None else None
+        self.build_id = build_id(build) if build is not None else name
         self.names = sealed_files(build) if build is not None else []
         self.seal: Seal | None = seal(build, self.names) if build is not None else None
         self._users = 0

@@ -318,6 +318,45 @@ class Settings(BaseSettings):
         description="Longest wait between rebuild attempts (15 minutes): a cause that needs a person (a full disk, "
         "a broken corpus file) is retried a few times an hour and logged each time, never in a tight loop.",
     )
+    chroma_url: str | None = Field(
+        default=None,
+        description="A Chroma server ('chroma run') that holds the index, e.g. 'http://127.0.0.1:8000'. Set: "
+        "'assistant index' builds and fits here as always, then publishes the build to that server as a new "
+        "version and switches its live pointer; servers load the live version from it (no shared disk) and "
+        "switch to a new one while running. Unset: the index lives in index_dir only.",
+    )
+    chroma_prefix: str = Field(
+        default="assistant",
+        pattern=r"^[a-z0-9][a-z0-9_]{0,39}$",
+        description="First part of every collection name in the Chroma server: a version's collections are "
+        "'<prefix>-<build id>-<collection>' and the live pointer is '<prefix>-live'. Give each deployment "
+        "sharing one server its own prefix (lower-case letters, digits and '_').",
+    )
+    chroma_poll_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often a server reads the live pointer in the Chroma server (one small read of one "
+        "record). A newly published build is served within this many seconds plus its loading time (a few "
+        "seconds); a Chroma server that comes back is noticed as soon.",
+    )
+    chroma_keep_builds: int = Field(
+        default=3,
+        ge=2,
+        description="Versions 'assistant index' keeps in the Chroma server, the live one included; older ones are "
+        "deleted after a new one is published. At least two, so a server still loading the version just "
+        "replaced can finish, and one can roll back with ASSISTANT_CHROMA_BUILD.",
+    )
+    chroma_build: str | None = Field(
+        default=None,
+        description="Serve this build id from the Chroma server instead of following the live pointer (to roll "
+        "one server back, or pin it). Unset: the live build.",
+    )
+    chroma_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds one request to the Chroma server may take (reading a page of records, writing a "
+        "batch) before it counts as unreachable.",
+    )
     host: str = Field(default="127.0.0.1", description="Address the server binds to.")
     port: int = Field(default=7860, ge=1, le=65535, description="Port the server listens on.")
     allowed_origins: list[str] = Field(

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The replicated service on one machine, everything on loopback:
 #   PostgreSQL (answers, feedback, question log) and Redis (rate limits) from Debian's packages,
-#   two replicas of the server sharing them and one read-only index build,
+#   a Chroma server ('chroma run', from the chromadb package) holding the index's published builds,
+#   two replicas of the server sharing them, each loading the live build from Chroma,
 #   and a sticky reverse proxy in front (scripts/proxy.py) at http://127.0.0.1:${CLUSTER_PORT:-8080}/.
 # Stops everything on Ctrl-C. docs/deploy.md maps each piece to a real deployment.
 #   scripts/cluster.sh                    two replicas
 #   CLUSTER_REPLICAS=3 scripts/cluster.sh
+#   CLUSTER_INDEX=files scripts/cluster.sh    no Chroma server: the replicas read the build in the index folder
+# While it runs, publish a new build and watch the replicas switch to it (within ASSISTANT_CHROMA_POLL_SECONDS):
+#   ASSISTANT_CHROMA_URL=<printed below> .venv/bin/assistant index --force
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -18,6 +22,13 @@ work="$(mktemp -d /tmp/assistant-cluster-XXXXXX)"
 free_port() { .venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 pg_port="$(free_port)"
 redis_port="$(free_port)"
+chroma_port="$(free_port)"
+index_mode="${CLUSTER_INDEX:-chroma}"
+builder_index="${ASSISTANT_INDEX_DIR:-$root/index}"
+if [[ "$index_mode" != chroma && "$index_mode" != files ]]; then
+  echo "cluster: CLUSTER_INDEX must be 'chroma' or 'files', not '$index_mode'" >&2
+  exit 2
+fi
 pg_bin="$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")"
 as_pg=()
 if [[ "$(id -u)" == 0 ]]; then
@@ -52,18 +63,34 @@ echo "cluster: Redis on 127.0.0.1:$redis_port"
 redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no --logfile "$work/redis.log" &
 pids+=($!)
 
+if [[ "$index_mode" == chroma ]]; then
+  echo "cluster: Chroma on 127.0.0.1:$chroma_port"
+  .venv/bin/chroma run --host 127.0.0.1 --port "$chroma_port" --path "$work/chroma" >"$work/chroma.log" 2>&1 &
+  pids+=($!)
+  wait_for "http://127.0.0.1:$chroma_port/api/v2/heartbeat" 60 "Chroma"
+  export ASSISTANT_CHROMA_URL="http://127.0.0.1:$chroma_port"
+fi
+
 export ASSISTANT_DATABASE_URL="postgresql+psycopg://assistant@127.0.0.1:$pg_port/postgres"
 export ASSISTANT_REDIS_URL="redis://127.0.0.1:$redis_port/0"
 export ASSISTANT_TRUSTED_PROXIES='["127.0.0.1"]'
 export ASSISTANT_DATA_DIR="$work/data"
 
-echo "cluster: preparing the index once (built and fitted only when missing or stale)"
-.venv/bin/assistant index >"$work/index.log"
+echo "cluster: preparing the index once (built and fitted only when missing or stale${ASSISTANT_CHROMA_URL:+, then published to Chroma})"
+ASSISTANT_INDEX_DIR="$builder_index" .venv/bin/assistant index >"$work/index.log"
 
 upstreams=()
 for n in $(seq 1 "$replicas"); do
   port="$(free_port)"
-  ASSISTANT_PORT="$port" .venv/bin/assistant serve >"$work/replica-$n.log" 2>&1 &
+  replica_index="$builder_index"
+  if [[ "$index_mode" == chroma ]]; then
+    # A folder of its own: the replica reads the build from Chroma, not from the builder's disk. Only the
+    # embedding model's exported ONNX graph is shared (a real replica's image ships it).
+    replica_index="$work/replica-$n/index"
+    mkdir -p "$replica_index"
+    ln -s "$builder_index/models" "$replica_index/models"
+  fi
+  ASSISTANT_INDEX_DIR="$replica_index" ASSISTANT_PORT="$port" .venv/bin/assistant serve >"$work/replica-$n.log" 2>&1 &
   pids+=($!)
   upstreams+=(--upstream "http://127.0.0.1:$port")
   echo "cluster: replica $n on 127.0.0.1:$port"
@@ -76,4 +103,8 @@ done
 pids+=($!)
 wait_for "http://127.0.0.1:$proxy_port/api/health" 30 "the proxy"
 echo "cluster: ready at http://127.0.0.1:$proxy_port/ (chat), /api/ask, /widget.js; logs in $work; Ctrl-C stops it"
+if [[ "$index_mode" == chroma ]]; then
+  echo "cluster: index served from Chroma at $ASSISTANT_CHROMA_URL; publish a new build with"
+  echo "  ASSISTANT_CHROMA_URL=$ASSISTANT_CHROMA_URL .venv/bin/assistant index --force"
+fi
 wait
