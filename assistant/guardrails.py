@@ -4,9 +4,9 @@ Before: the question is normalised (NFKC, no control or invisible characters,
 look-alike letters inside a Latin word mapped to the Latin ones they imitate),
 capped in length, and stripped of the parts aimed at the assistant itself
 ("ignore your instructions", "drop the disclaimer", "act as my lawyer"), which
-change nothing: by the rule list in ``data/injection.yaml``, or by the classifier
-fitted on labelled messages (:mod:`assistant.requests_filter`) when
-``request_filter`` is ``learned``. After: escalation notices for the user's situation and the
+change nothing: by the classifier fitted on labelled messages
+(:mod:`assistant.requests_filter`, the default), or by the rule list in
+``data/injection.yaml`` when ``request_filter`` is ``rules``. After: escalation notices for the user's situation and the
 article's Legal Disclaimer are attached, and the reply is rendered with every
 piece of text escaped, so nothing comes back as live HTML.
 """
@@ -128,7 +128,8 @@ Splitter = Callable[[str], tuple[str, bool]]
 def check_question(question: object, max_chars: int, requests: Splitter | None = None) -> CheckedInput:
     """Validate and clean the question, and drop what is aimed at the assistant; never raises.
 
-    ``requests``: the learned request filter (``ASSISTANT_REQUEST_FILTER=learned``); without it, the rule list.
+    ``requests``: the learned request filter (the default); without it (``ASSISTANT_REQUEST_FILTER=rules``), the
+    rule list.
     """
     if not isinstance(question, str):
         return CheckedInput("", "empty", "Please type a question as text.")

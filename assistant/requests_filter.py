@@ -1,7 +1,7 @@
 """Requests aimed at the assistant inside a message, found by a classifier fitted on labelled messages.
 
-Used in place of the rule list when ``ASSISTANT_REQUEST_FILTER=learned`` (why it is not the default is in
-``docs/security.md``).
+The default (``ASSISTANT_REQUEST_FILTER=learned``); ``rules`` uses the rule list instead. How each does on the
+injection suite and the dev set is in ``docs/security.md``.
 
 A message is cut into pieces: its lines, each line's sentences (``sentencex``, Wikimedia's language-aware
 segmenter, which knows the full stops of CJK, Arabic and Latin scripts and common abbreviations) and, inside a

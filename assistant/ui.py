@@ -411,6 +411,7 @@ def build_chat(service: AssistantService) -> gr.Blocks:
 def mount_chat(app: FastAPI, service: AssistantService, settings: Settings) -> None:
     """Mount the chat at ``/`` with queue limits, no share/analytics/run history, uploads capped."""
     demo = build_chat(service)
+    demo.state_session_capacity = settings.chat_sessions_kept  # read when the app is mounted
     demo.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_max_size, api_open=False)
     gr.mount_gradio_app(
         app,

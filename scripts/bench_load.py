@@ -723,7 +723,7 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8,32,64", help="concurrency levels of the bounded load")
     parser.add_argument("--requests-per-client", type=int, default=4, help="questions per client per level")
     parser.add_argument(
-        "--design-rate", type=float, default=10.0, help="design load, questions per second (docs/performance.md)"
+        "--design-rate", type=float, default=4.0, help="design load, questions per second (docs/performance.md)"
     )
     parser.add_argument("--think-seconds", type=float, default=30.0, help="a visitor's mean time between questions")
     parser.add_argument("--chat-share", type=float, default=0.5, help="share of conversations on the chat page")

@@ -431,3 +431,24 @@ def test_a_failing_gradio_handler_answers_json_with_the_disclaimer() -> None:
     assert response.status_code == 500
     assert response.json() == {"error": "internal_error", "message": INTERNAL_ERROR, "status": 500, "disclaimer": "D"}
     assert "TypeError" not in response.text
+
+
+def test_the_chat_keeps_at_most_the_configured_sessions(tmp_path: Path, fake: FakeAssistant) -> None:
+    """Gradio's session state is bounded by ``chat_sessions_kept``, the least recently used dropped first."""
+    from gradio.routes import App as GradioApp
+    from starlette.routing import Mount
+
+    app = create_app(make_settings(tmp_path, chat_sessions_kept=10), fake)
+    try:
+        gradio_app = next(r.app for r in app.routes if isinstance(r, Mount) and isinstance(r.app, GradioApp))
+        holder = gradio_app.state_holder
+        assert holder.capacity == 10
+        for n in range(12):
+            holder[f"session-{n}"]  # what each chat event does for its session
+        holder["session-2"]  # used again: kept
+        holder["session-12"]
+        assert len(holder.session_data) == 10
+        assert "session-2" in holder.session_data and "session-12" in holder.session_data
+        assert not {"session-0", "session-1", "session-3"} & set(holder.session_data)
+    finally:
+        app.state.service.close()
