@@ -193,7 +193,7 @@ def test_roles_spoofed_in_the_chat_are_shown_as_text_and_answered(
 ) -> None:
     client = Client(live_server.url, verbose=False, headers={"x-forwarded-for": "192.0.2.250"})
     try:
-        messages, _ = client.predict(question, api_name="/chat")
+        messages = client.predict(question, api_name="/chat")  # the conversation (the state stays on the server)
     finally:
         client.close()
     texts = message_texts(messages)
