@@ -209,21 +209,29 @@ class SqlStore:
         return sa.create_engine(self.url, pool_pre_ping=True, connect_args={"connect_timeout": max(1, round(timeout))})
 
     @contextlib.contextmanager
-    def _migration_lock(self, connection: Connection) -> Iterator[None]:
+    def _migration_lock(self) -> Iterator[Connection]:
+        """A connection held under the lock every replica takes to upgrade the schema.
+
+        SQLite: the file lock is taken before the first connection, whose pragmas switch the file to WAL (a change
+        that waits for no busy timeout, so replicas opening an empty database at once failed with "database is
+        locked").
+        """
         if self.backend == "postgresql":
-            connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-            connection.commit()
-            try:
-                yield
-            finally:
-                connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            with self.engine.connect() as connection:
+                connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
                 connection.commit()
+                try:
+                    yield connection
+                finally:
+                    connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                    connection.commit()
             return
         lock_path = Path(f"{self.url.database}.migrate.lock")
         with lock_path.open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                yield
+                with self.engine.connect() as connection:
+                    yield connection
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -233,7 +241,7 @@ class SqlStore:
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.connect() as connection, self._migration_lock(connection):
+        with self._migration_lock() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
             connection.commit()
