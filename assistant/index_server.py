@@ -158,7 +158,7 @@ class IndexServer:
                 settings=ChromaSettings(anonymized_telemetry=False),
             )
         # chromadb's HTTP client waits forever (httpx timeout None) and has no setting for it; a server that
-        # accepts connections but never answers would then stall the pointer watcher for good.
+        # accepts connections but never answers would then stall the self-check's polling for good.
         session = getattr(getattr(client, "_server", None), "_session", None)
         if isinstance(session, httpx.Client):
             session.timeout = httpx.Timeout(self.settings.chroma_timeout)

@@ -146,7 +146,7 @@ class AnswerPool:
                 del self._owner[answer_id]
         broken.shutdown(wait=False, cancel_futures=True)
 
-    def close(self, drain: bool = False) -> None:
-        """Stop the answer processes; with ``drain``, after they answer the questions already handed to them."""
+    def close(self) -> None:
+        """Stop the answer processes."""
         for executor in self._executors:
-            executor.shutdown(wait=True, cancel_futures=not drain)
+            executor.shutdown(wait=True, cancel_futures=True)

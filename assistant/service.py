@@ -390,7 +390,7 @@ class AssistantService:
         return info
 
     def close(self) -> None:
-        """Stop the watcher and the answer processes, if any; flush and close the store."""
+        """Stop the self-check and the answer processes, if any; flush and close the store."""
         from assistant.pool import AnswerPool
 
         self.selfcheck.stop()
