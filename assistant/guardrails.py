@@ -64,6 +64,8 @@ def _latin_lookalike(char: str) -> str:
 
 def _unmix_word(match: re.Match[str]) -> str:
     word = match.group(0)
+    if word.isascii():
+        return word  # ASCII letters are all Latin (most words; looking each letter up cost about a millisecond a turn)
     scripts = {categories.alias(char) for char in word if char.isalpha()}
     if "LATIN" not in scripts or len(scripts - {"COMMON"}) < 2:
         return word  # one script: a Greek or Russian word stays as written
@@ -76,7 +78,7 @@ def unmix_scripts(text: str) -> str:
     Unicode TR 39's mixed-script confusables: "Sроtіfу", with Cyrillic р, о, і and у, is "Spotify". A word in
     one script is left alone, so Greek, Russian or any other language reads as written.
     """
-    return _WORD.sub(_unmix_word, text)
+    return text if text.isascii() else _WORD.sub(_unmix_word, text)
 
 
 _HTML_TAG = re.compile(r"<\s*(script|style)\b.*?</\s*\1\s*>|<\s*/?\s*[a-zA-Z][^>]*>", re.IGNORECASE | re.DOTALL)

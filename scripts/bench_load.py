@@ -581,10 +581,11 @@ def memory_table(sampler: MemorySampler, phases: list[Phase]) -> Table:
         if not points:
             continue
         values = [m for _, m in points]
-        half = points[len(points) // 2 :]
         slope = f"{slope_mib_per_minute(points):+.2f}"
         if phase.name.startswith("soak"):
-            slope += f" (second half {slope_mib_per_minute(half):+.2f})"
+            # A leak keeps its slope; bounded state (the chat's sessions) levels off, so the last quarter says more.
+            quarters = [points[k * len(points) // 4 : (k + 1) * len(points) // 4] for k in range(4)]
+            slope += " (by quarter " + ", ".join(f"{slope_mib_per_minute(q):+.2f}" for q in quarters) + ")"
         table.add_row(
             phase.name,
             str(len(points)),
@@ -714,6 +715,17 @@ async def run(
     return phases
 
 
+def server_settings(pairs: list[str]) -> dict[str, str]:
+    """``NAME=VALUE`` pairs as the server's environment (``ASSISTANT_NAME``)."""
+    found = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise SystemExit(f"--server-setting {pair!r}: expected NAME=VALUE, e.g. CHAT_SESSIONS_KEPT=300")
+        found[f"ASSISTANT_{name.strip().upper().removeprefix('ASSISTANT_')}"] = value
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="an already running server (default: start one on a free loopback port)")
@@ -733,6 +745,13 @@ def main() -> None:
     parser.add_argument("--storm", type=int, default=200, help="clients in the disconnect storm (0: skip)")
     parser.add_argument("--storm-seconds", type=float, default=2.0, help="the storm's clients start within this")
     parser.add_argument("--sample-seconds", type=float, default=1.0, help="RSS sampling interval")
+    parser.add_argument(
+        "--server-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the started server, as ASSISTANT_NAME (repeatable), e.g. CHAT_SESSIONS_KEPT=300",
+    )
     parser.add_argument("--seed", type=int, default=7, help="seed of the question order and the arrivals")
     parser.add_argument("--questions", action="store_true", help="print how many distinct questions exist, and exit")
     args = parser.parse_args()
@@ -772,6 +791,7 @@ def main() -> None:
                     args.index_dir or settings.index_dir,
                     log,
                     ASSISTANT_DATA_DIR=str(data_dir),
+                    **server_settings(args.server_setting),
                 )
             )
             pid = process.pid

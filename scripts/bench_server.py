@@ -11,6 +11,10 @@ first piece of the answer (only the chat streams; for the others it is the
 whole answer) and throughput.
 The rate limit is lifted for the run (all clients share one loopback address).
 
+Before that, the cold start of ``assistant serve`` itself (the command a deployment runs, on the same
+index): seconds from launching the process to a ready ``/api/health`` and to its first answer from
+``POST /api/ask``, the median of ``--runs`` starts per number of answer processes (``--cold-runs 0`` skips it).
+
     .venv/bin/python scripts/bench_server.py                # defaults: 3 runs, 4 requests per client, 1 and 2 workers
     .venv/bin/python scripts/bench_server.py --runs 5 --clients 1,8,32 --requests-per-client 6 --workers 1,2
     .venv/bin/python scripts/bench_server.py --stream-delay 0   # the chat without its typing pace
@@ -206,7 +210,7 @@ def chat_fn_index(base: str) -> int:
     raise RuntimeError("the chat endpoint is not in the Gradio config")
 
 
-def wait_ready(base: str, process: subprocess.Popen[bytes] | None, timeout: float = 900) -> None:
+def wait_ready(base: str, process: subprocess.Popen[bytes] | None, timeout: float = 900, poll: float = 0.5) -> None:
     """Until ``/api/health`` says ready; fails at once if ``process`` (the server, when started here) exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -217,7 +221,7 @@ def wait_ready(base: str, process: subprocess.Popen[bytes] | None, timeout: floa
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
+        time.sleep(poll)
     raise TimeoutError("server not ready")
 
 
@@ -258,7 +262,12 @@ def table(rows: list[Row]) -> str:
 
 @contextlib.contextmanager
 def running_server(
-    command: list[str], workers: int, index_dir: Path | None = None, log: Path | None = None, **extra_env: str
+    command: list[str],
+    workers: int,
+    index_dir: Path | None = None,
+    log: Path | None = None,
+    poll: float = 0.5,
+    **extra_env: str,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Start ``command`` as the server on a free loopback port, wait until it is ready, stop it afterwards.
 
@@ -292,7 +301,7 @@ def running_server(
             start_new_session=True,
         )
         try:
-            wait_ready(base, process)
+            wait_ready(base, process, poll=poll)
             yield base, process
         finally:
             os.killpg(process.pid, signal.SIGTERM)
@@ -344,6 +353,17 @@ def measure(args: argparse.Namespace, workers: int) -> tuple[list[Row], str]:
     return rows, memory
 
 
+def cold_start(args: argparse.Namespace, workers: int) -> tuple[float, float]:
+    """Seconds from launching ``assistant serve`` to a ready ``/api/health``, and to its first answer."""
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "assistant.cli", "serve", "--host", "127.0.0.1", "--port", "{port}"]
+    with running_server(command, workers, args.index_dir, poll=0.02) as (base, _):
+        ready = time.perf_counter() - started
+        response = httpx.post(f"{base}/api/ask", json={"question": QUESTIONS[0], "history": []}, timeout=60)
+        response.raise_for_status()
+        return ready, time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
@@ -353,10 +373,20 @@ def main() -> None:
     parser.add_argument("--requests-per-client", type=int, default=4, help="requests each client sends per run")
     parser.add_argument("--index-dir", type=Path, default=None, help="index folder (default: from settings)")
     parser.add_argument("--stream-delay", type=float, default=0.03, help="chat streaming pause (the default setting)")
+    parser.add_argument("--cold-runs", type=int, default=None, help="starts of 'assistant serve' (default: --runs)")
     args = parser.parse_args()
     if args.serve:
         serve(args.serve)
         return
+
+    cold: list[str] = []
+    for workers in [int(w) for w in args.workers.split(",")]:
+        starts = [cold_start(args, workers) for _ in range(args.runs if args.cold_runs is None else args.cold_runs)]
+        if starts:
+            cold.append(
+                f"| {workers} | {statistics.median(s[0] for s in starts):.2f} | "
+                f"{statistics.median(s[1] for s in starts):.2f} | {len(starts)} |"
+            )
 
     rows: list[Row] = []
     memory: list[str] = []
@@ -369,6 +399,11 @@ def main() -> None:
     print(f"Medians of {args.runs} runs; in each run every client sends {args.requests_per_client} requests in turn.")
     print(table(rows))
     print("\nServer memory, " + "\n".join(memory))
+    if cold:
+        print("\nCold start of 'assistant serve' (seconds from launch, medians):")
+        print("| answer processes | to ready /api/health | to first answer | starts |")
+        print("|---|---|---|---|")
+        print("\n".join(cold))
 
 
 if __name__ == "__main__":

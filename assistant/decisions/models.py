@@ -16,6 +16,7 @@ import numpy as np
 from scipy import sparse
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
 
 from assistant.decisions.neighbours import Neighbours
 from assistant.requests_filter import RequestFilter
@@ -131,6 +132,16 @@ def positive(model: LogisticRegression, features: Matrix) -> np.ndarray:
     return np.asarray(expit(np.asarray(scores, dtype=np.float64)).ravel())
 
 
+def scaled(scaler: StandardScaler, features: np.ndarray) -> np.ndarray:
+    """``scaler.transform(features)`` of a fitted scaler on a dense matrix: the same arithmetic, no checks."""
+    out = np.asarray(features, dtype=np.float64)
+    if scaler.with_mean:
+        out = out - scaler.mean_
+    if scaler.with_std:
+        out = out / scaler.scale_
+    return out
+
+
 @dataclass
 class BinaryDecision:
     """A yes/no decision: a fitted classifier and the cut on its probability."""
@@ -221,6 +232,13 @@ class RankerDecision:
 
     def probability(self, features: np.ndarray) -> np.ndarray:
         """P(answers) per candidate."""
+        steps = getattr(self.model, "steps", None)
+        if steps is not None and len(steps) == 2:
+            scaler, classifier = steps[0][1], steps[1][1]
+            if isinstance(scaler, StandardScaler) and isinstance(classifier, LogisticRegression):
+                # The scaled logistic ranker: StandardScaler.transform's arithmetic, then :func:`positive`,
+                # without the pipeline's per-call checks (about a millisecond a turn).
+                return positive(classifier, scaled(scaler, features))
         return np.asarray(self.model.predict_proba(features)[:, 1])
 
 

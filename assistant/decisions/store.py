@@ -20,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +49,8 @@ MODEL_FILE = DECISIONS_MODEL
 REPORT_FILE = DECISIONS_REPORT
 CACHE_KEEP = 4
 """Fitted sets kept in the decisions cache: the live build's and a few earlier corpora's or banks'."""
+
+log = logging.getLogger("assistant.decisions")
 
 
 def decisions_key(bank: Bank, settings: Settings) -> str:
@@ -148,7 +152,17 @@ def ensure_decisions(
                 decisions, report = load_decisions(cached), json.loads((cached / REPORT_FILE).read_text("utf-8"))
                 _install(cached, path)
                 return decisions, report
+        # A server started on a build without decisions for its bank fits them here, before it is ready: say so in
+        # its log, where nothing else would explain a minute of silence and a gigabyte of memory.
+        log.info(
+            "Fitting the decisions for build %s and this question bank (%d messages); none are stored yet. "
+            "'assistant index' fits them ahead of serving.",
+            build.path.name,
+            len(bank.items),
+        )
+        started = time.perf_counter()
         decisions = Trainer(table, views, settings.decisions, settings.candidates, progress).train(bank)
+        log.info("Decisions fitted in %.0f s (key %s).", time.perf_counter() - started, path.name)
         report = {
             "key": path.name,
             "bank_fingerprint": bank.fingerprint,

@@ -19,6 +19,7 @@ from typing import TypeAlias
 
 import numpy as np
 from joblib import Parallel, delayed
+from joblib.externals.loky import get_reusable_executor
 from scipy import sparse
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
@@ -264,6 +265,10 @@ class Trainer:
             delayed(_fit_sections)(data.features, rows, labels, weights, self.settings.section_c)
             for rows, labels, weights in jobs
         )
+        if self.settings.jobs > 1:
+            # joblib keeps its worker processes for reuse, idle for minutes with the fold data in memory; a
+            # fit happens once per build, so they are let go now rather than outlive it (or its process).
+            get_reusable_executor().shutdown(wait=True)
         oof = np.zeros((len(data.items), len(self.table.sections)))
         for fold, model in zip(data.folds, models, strict=False):
             oof[fold] = SectionDecision(model, classes, spread).probabilities(data.features[fold])

@@ -79,3 +79,21 @@ def test_positive_gives_what_predict_proba_gives(sparse_input: bool) -> None:
     got = positive(model, features)
     assert got.shape == expected.shape
     assert np.allclose(got, expected, rtol=0, atol=1e-15)
+
+
+def test_the_scaled_logistic_ranker_gives_what_its_pipeline_gives() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from assistant.decisions.models import RankerDecision
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(loc=3.0, scale=[0.5 + k for k in range(12)], size=(400, 12))
+    x[:, 3] = 2.0  # a constant feature: the scaler keeps a scale of 1 for it
+    y = (x[:, 0] - 3.0 + 0.2 * x[:, 5] + rng.normal(scale=0.5, size=400)) > 0.3
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=1000)).fit(x, y)
+    expected = model.predict_proba(x[:50])[:, 1]
+    got = RankerDecision(model, 0.5).probability(x[:50])
+    assert got.shape == expected.shape
+    assert np.allclose(got, expected, rtol=0, atol=1e-12)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from assistant.assistant import Assistant
@@ -77,6 +79,17 @@ def test_two_trainings_give_the_same_decisions(assistant: Assistant, small_bank:
     assert _decide(assistant, first) == _decide(assistant, second)
 
 
+def test_a_training_leaves_no_worker_processes_behind(assistant: Assistant, small_bank: Bank) -> None:
+    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    decisions = Trainer(
+        assistant.table, assistant._views, assistant.settings.decisions, assistant.settings.candidates
+    ).train(small_bank)
+    assert assistant.settings.decisions.jobs > 1  # the folds were fitted in worker processes
+    assert decisions.report["sections"]
+    left = [child for child in psutil.Process().children(recursive=True) if child.pid not in before]
+    assert [child.cmdline() for child in left if child.is_running()] == []
+
+
 def test_the_report_holds_cross_validated_figures_and_the_bank_sizes(assistant: Assistant) -> None:
     report = assistant.decisions_report
     assert report["bank_fingerprint"] == assistant.bank.fingerprint
@@ -89,13 +102,18 @@ def test_the_report_holds_cross_validated_figures_and_the_bank_sizes(assistant: 
 
 
 def test_a_changed_bank_is_trained_anew_beside_the_same_build(
-    assistant: Assistant, small_bank: Bank, small_bank_dir: Path, tmp_path: Path
+    assistant: Assistant, small_bank: Bank, small_bank_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     build = assistant._build
     path = decisions_path(build, small_bank, assistant.settings)
     assert not path.exists()
-    _, report = ensure_decisions(build, small_bank, assistant.settings, assistant.table, assistant._views)
+    with caplog.at_level(logging.INFO, logger="assistant.decisions"):
+        _, report = ensure_decisions(build, small_bank, assistant.settings, assistant.table, assistant._views)
     assert path.is_dir() and json.loads((path / "report.json").read_text())["key"] == report["key"]
+    # A fit at a server's start is said in its log, with what to run ahead of serving.
+    said = [record.getMessage() for record in caplog.records if record.name == "assistant.decisions"]
+    assert any("Fitting the decisions" in line and "'assistant index'" in line for line in said), said
+    assert any(line.startswith("Decisions fitted in") and report["key"] in line for line in said), said
     changed_dir = tmp_path / "changed"
     changed_dir.mkdir()
     lines = (small_bank_dir / "small.jsonl").read_text().splitlines()
