@@ -15,3 +15,27 @@ def test_inflections_meet_as_one_stem() -> None:
 def test_stop_words_and_the_article_as_a_document_are_no_search_terms() -> None:
     assert content_tokens("What does the article say about useful articles?") == ["use"]
     assert "what" in STOPWORDS and "stem" not in STOPWORDS
+
+
+def test_threads_stemming_at_once_get_the_same_stems_as_one_thread() -> None:
+    # The server stems questions in several threads at once (the API's and the chat's); a stemmer shared
+    # between them garbled words and raised IndexError under load.
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from assistant.tokens import stem
+
+    words = [
+        f"{base}{suffix}"
+        for base in ("releas", "separat", "licens", "remix", "sampl")
+        for suffix in ("ing", "ed", "es", "ational", "iveness", "fulness")
+    ]
+    expected = [stem.__wrapped__(w) for w in words]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, inside each word
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda _: [stem.__wrapped__(w) for w in words * 50], range(16)))
+    finally:
+        sys.setswitchinterval(interval)
+    assert all(result == expected * 50 for result in results)
