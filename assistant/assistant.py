@@ -406,7 +406,8 @@ class Assistant:
     def check_input(self, turn: Turn) -> Turn:
         """Validate and clean the question and the history; bad input ends the turn with a reply saying why."""
         learned = self.decisions.requests.split if self.settings.request_filter == "learned" else None
-        checked = check_question(turn.question, self.settings.max_question_chars, learned)
+        with _trusted_inputs():  # the learned filter's TF-IDF sees only the text cleaned by check_question
+            checked = check_question(turn.question, self.settings.max_question_chars, learned)
         turn = replace(turn, checked=checked)
         if checked.problem is not None:
             return finish(turn, self._reply(checked.message, problem=checked.problem))
@@ -435,7 +436,9 @@ class Assistant:
     def standalone_question(self, turn: Turn) -> Turn:
         """The question as the decisions read it: with the earlier turns it follows up on."""
         question = turn.checked.question if turn.checked is not None else clean_text(turn.question)
-        return replace(turn, view=self._view(question, list(turn.turns)))
+        with _trusted_inputs():
+            view = self._view(question, list(turn.turns))
+        return replace(turn, view=view)
 
     def retrieve(self, turn: Turn) -> Turn:
         """Rank the corpus sentences (and so the passages) for the question, and judge whether it is covered."""
@@ -453,7 +456,8 @@ class Assistant:
         bullets = tuple(self._bullets[t] for t in ESCALATION_TRIGGER_IDS if t in turn.about)
         request = CompositionRequest(turn.view, turn.judgement, bullets, turn.context)
         try:
-            composition = self._composer.compose(request)
+            with _trusted_inputs():
+                composition = self._composer.compose(request)
         except AssistantError as error:
             return finish(turn, self._reply(str(error)))
         return replace(turn, composition=composition)

@@ -30,6 +30,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from assistant.decisions.neighbours import Votes
 from assistant.sentences import SentenceTable
+from assistant.tfidf import tfidf_rows
 
 TFIDF_MIN_DF = 2
 """A word or character n-gram must occur in two bank messages to become a feature: one-off n-grams only
@@ -81,7 +82,7 @@ class TextVectorizer:
         return self
 
     def _transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
-        return sparse.hstack([self._words.transform(texts), self._chars.transform(texts)]).tocsr()
+        return sparse.hstack([tfidf_rows(self._words, texts), tfidf_rows(self._chars, texts)]).tocsr()
 
     def transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
         """Rows of word and character n-gram weights.
@@ -103,6 +104,8 @@ class TextVectorizer:
                     found[text] = cache_[text] = fresh[i]
                 while len(cache_) > ROW_CACHE_TEXTS:
                     cache_.popitem(last=False)
+        if len(texts) == 1:  # the remembered row itself (callers stack it, never change it)
+            return found[texts[0]]
         return sparse.vstack([found[t] for t in texts], format="csr")
 
     def _row_cache(self) -> tuple[OrderedDict[str, sparse.csr_matrix], threading.Lock]:

@@ -41,14 +41,22 @@ class BM25Index:
         weights = counts.data * (K1 + 1) / (counts.data + norm) * self.idf[counts.col]
         self._weights = sparse.csr_matrix((weights, (counts.row, counts.col)), shape=counts.shape).T.tocsr()
 
-    def query_matrix(self, queries: Sequence[str]) -> sparse.csr_matrix:
-        """Each query as a 0/1 row over the vocabulary (terms unknown to the texts are dropped)."""
-        rows = self._vectorizer.transform([content_tokens(q) for q in queries])
-        return sparse.csr_matrix((rows > 0).astype(float))
-
     def scores(self, queries: Sequence[str]) -> np.ndarray:
-        """BM25 score of every text for every query: shape (queries, texts)."""
-        return np.asarray((self.query_matrix(queries) @ self._weights).todense())
+        """BM25 score of every text for every query: shape (queries, texts).
+
+        The product of each query's 0/1 row over the vocabulary with the weight matrix, done as the sum of the
+        weight rows of the query's distinct known terms, in vocabulary order (the order, and so the sums, of
+        the sparse product). A question has a handful of terms; this skips building a sparse matrix per query,
+        which cost more than the sums (about 1 ms a question, ``docs/performance.md``).
+        """
+        vocabulary = self._vectorizer.vocabulary_
+        weights = self._weights
+        out = np.zeros((len(queries), weights.shape[1]))
+        for row, query in zip(out, queries, strict=True):
+            for term in sorted({vocabulary[t] for t in content_tokens(query) if t in vocabulary}):
+                start, end = weights.indptr[term], weights.indptr[term + 1]
+                row[weights.indices[start:end]] += weights.data[start:end]
+        return out
 
     def knows(self, token: str) -> bool:
         """Whether the texts use this (stemmed) token at all."""

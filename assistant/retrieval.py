@@ -30,6 +30,7 @@ from assistant.decisions.neighbours import Votes
 from assistant.features import QueryView, Situation, pair_matrix
 from assistant.sentences import SentenceTable
 from assistant.tokens import content_tokens
+from assistant.topk import top_k
 
 SECTION_CANDIDATES = 3
 """The sections the section decision rates highest join the candidates whole: a question about "the
@@ -102,8 +103,10 @@ def candidate_rows(
     table: SentenceTable, view: QueryView, lexical: LexicalScores, section_probs: np.ndarray, depth: int
 ) -> np.ndarray:
     """The sentences worth ranking for a question, in table order."""
-    dense = np.maximum(table.chunk_vectors @ view.vector, table.chunk_vectors @ view.context_vector)
-    chunks = set(np.argsort(-dense, kind="stable")[:depth]) | set(np.argsort(-lexical.chunks, kind="stable")[:depth])
+    dense = table.chunk_vectors @ view.vector
+    if view.context != view.text:  # a follow-up: its context has a vector of its own
+        dense = np.maximum(dense, table.chunk_vectors @ view.context_vector)
+    chunks = set(top_k(dense, depth).tolist()) | set(top_k(lexical.chunks, depth).tolist())
     rows = set(table.article_rows.tolist())
     for chunk in chunks:
         rows.update(table.chunk_rows(int(chunk)).tolist())

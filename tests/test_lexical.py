@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
 
 from assistant.lexical import BM25Index
+from assistant.tokens import content_tokens
 
 TEXTS = [
     "Content ID matches uploads against reference files.",
@@ -31,3 +33,18 @@ def test_rarer_terms_weigh_more() -> None:
     index = BM25Index(["stem vocals", "stem bass", "stem keys", "drums loops"])
     scores = index.scores(["stem drums"])[0]
     assert scores[3] > scores[0] == scores[1] == scores[2] > 0
+
+
+def test_scores_are_the_product_of_the_query_terms_with_the_weights() -> None:
+    # Each query as a 0/1 row over the vocabulary times the weight matrix: the same figures, bit for bit.
+    index = BM25Index(TEXTS)
+    queries = ["stem separation stem", "fair use of content", "zzyzx", "", "vinyl records ship vinyl"]
+    vocabulary = index._vectorizer.vocabulary_
+    ones = np.zeros((len(queries), len(vocabulary)))
+    for i, query in enumerate(queries):
+        for token in content_tokens(query):
+            if token in vocabulary:
+                ones[i, vocabulary[token]] = 1.0
+    expected = np.asarray((sparse.csr_matrix(ones) @ index._weights).todense())
+    assert np.array_equal(index.scores(queries), expected)
+    assert index.scores(queries[:1]).any() and not index.scores(["zzyzx"]).any()

@@ -17,6 +17,7 @@ from scipy import sparse
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.extmath import softmax
 
 from assistant.decisions.neighbours import Neighbours
 from assistant.requests_filter import RequestFilter
@@ -132,6 +133,19 @@ def positive(model: LogisticRegression, features: Matrix) -> np.ndarray:
     return np.asarray(expit(np.asarray(scores, dtype=np.float64)).ravel())
 
 
+def class_probabilities(model: LogisticRegression, features: Matrix) -> np.ndarray:
+    """``predict_proba(features)`` of a fitted multinomial logistic regression (three classes or more).
+
+    scikit-learn's arithmetic (the softmax of ``features @ coef.T + intercept``, with its own ``softmax``)
+    without its per-call checks, as :func:`positive` does for two classes; ``tests/decisions/test_models.py``
+    checks both give the same numbers.
+    """
+    if len(model.classes_) <= 2:
+        return np.asarray(model.predict_proba(features))
+    scores = np.asarray(features @ model.coef_.T, dtype=np.float64) + model.intercept_
+    return np.asarray(softmax(scores, copy=False))
+
+
 def scaled(scaler: StandardScaler, features: np.ndarray) -> np.ndarray:
     """``scaler.transform(features)`` of a fitted scaler on a dense matrix: the same arithmetic, no checks."""
     out = np.asarray(features, dtype=np.float64)
@@ -215,7 +229,7 @@ class SectionDecision:
 
     def probabilities(self, features: Matrix) -> np.ndarray:
         """P(section) per row, over the table's sections."""
-        by_class = np.asarray(self.model.predict_proba(features))
+        by_class = class_probabilities(self.model, features)
         ordered = np.zeros((by_class.shape[0], len(self.classes)))
         for column, name in enumerate(self.model.classes_):
             ordered[:, self.classes.index(str(name))] = by_class[:, column]

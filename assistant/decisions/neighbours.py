@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from assistant.topk import top_k
+
 NEIGHBOURS = 10
 """How many bank questions vote. Chosen by grouped cross-validation on the bank over 5, 10 and 20 (the
 ranker's gold hit@1 0.779 / 0.782 / 0.775): ten is as good as any and steadier than five."""
@@ -79,7 +81,7 @@ class Neighbours:
         nearest_covered = covered_share = nearest = 0.0
         candidates = np.flatnonzero(usable & self.covered)
         if len(candidates):
-            top = candidates[np.argsort(-similarities[candidates], kind="stable")[:k]]
+            top = candidates[top_k(similarities[candidates], k)]
             weights = np.maximum(similarities[top], 0.0)
             total = float(weights.sum()) or 1.0
             for item, weight in zip(top, weights, strict=True):
@@ -89,7 +91,7 @@ class Neighbours:
             nearest_covered = float(similarities[top[0]])
         candidates = np.flatnonzero(usable)
         if len(candidates):
-            top = candidates[np.argsort(-similarities[candidates], kind="stable")[:k]]
+            top = candidates[top_k(similarities[candidates], k)]
             weights = np.maximum(similarities[top], 0.0)
             covered_share = float(weights[self.covered[top]].sum() / (weights.sum() or 1.0))
             nearest = float(similarities[top[0]])

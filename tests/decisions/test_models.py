@@ -81,6 +81,25 @@ def test_positive_gives_what_predict_proba_gives(sparse_input: bool) -> None:
     assert np.allclose(got, expected, rtol=0, atol=1e-15)
 
 
+@pytest.mark.parametrize("sparse_input", [False, True])
+def test_class_probabilities_give_what_predict_proba_gives(sparse_input: bool) -> None:
+    from scipy import sparse
+
+    from assistant.decisions.models import class_probabilities
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(400, 30)) * (rng.random((400, 30)) < 0.3)
+    y = np.argmax(x[:, :4] + rng.normal(scale=0.3, size=(400, 4)), axis=1)  # four classes
+    features = sparse.csr_matrix(x) if sparse_input else x
+    model = LogisticRegression(C=1.0, max_iter=1000).fit(features, y)
+    expected = model.predict_proba(features)
+    got = class_probabilities(model, features)
+    assert got.shape == expected.shape == (400, 4)
+    assert np.allclose(got, expected, rtol=0, atol=1e-15)
+    two = LogisticRegression(max_iter=1000).fit(features, y > 1)
+    assert np.allclose(class_probabilities(two, features), two.predict_proba(features), rtol=0, atol=1e-15)
+
+
 def test_the_scaled_logistic_ranker_gives_what_its_pipeline_gives() -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
