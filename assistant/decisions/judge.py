@@ -53,6 +53,8 @@ def bullet_rows(table: SentenceTable) -> dict[str, int]:
 
 def situation_of(table: SentenceTable, triggers: Sequence[str]) -> Situation:
     """The bullets of the given situations, as the ranker's situation features need them."""
+    if not triggers:  # most questions: no bullet to look up
+        return Situation()
     rows = bullet_rows(table)
     chosen = [rows[t] for t in triggers]
     return Situation(frozenset(chosen), table.vectors[chosen] if chosen else None)
@@ -130,6 +132,10 @@ class Judge:
         """The user's own situations each text (a conversation, or one message) tells of."""
         if not texts:
             return []
+        distinct = list(dict.fromkeys(texts))
+        if len(distinct) < len(texts):  # a first message is also its own conversation: judged once
+            found = dict(zip(distinct, self.triggers(distinct), strict=True))
+            return [set(found[text]) for text in texts]
         parts, part_of = message_sentences(texts)
         part_features = situation_matrix(parts, self.vectorizer) if parts else None
         return self.decisions.situation.decide(situation_matrix(texts, self.vectorizer), part_features, part_of)
