@@ -289,7 +289,7 @@ def running_server(
         }
     )
     if index_dir:
-        env["ASSISTANT_INDEX_DIR"] = str(index_dir)
+        env["ASSISTANT_INDEX_DIR"] = str(index_dir.resolve())  # the server runs in its data folder
     with contextlib.ExitStack() as stack:
         output = stack.enter_context(log.open("ab")) if log is not None else subprocess.DEVNULL
         process = subprocess.Popen(
