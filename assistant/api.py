@@ -220,10 +220,12 @@ def build_router(service: AssistantService) -> APIRouter:
 
     @router.get("/health", responses={503: {"description": "Still loading, failed to load, or the index damaged"}})
     def health() -> JSONResponse:
-        """Whether the index is ready, with counts, embedding model, build and version (503 until ready).
+        """Whether the service is ready, with counts, embedding model, build and version (503 until ready).
 
-        ``status`` is ``ok``, ``loading``, ``error`` or ``index damaged`` (the live index failed its integrity
-        check and is being rebuilt; questions get a maintenance reply meanwhile).
+        ``status`` is ``ok``, ``loading``, ``error``, ``index damaged`` (the live index failed its integrity
+        check and is being rebuilt; questions get a maintenance reply meanwhile), ``chat starting`` or ``chat
+        failed``. ``answering`` is true as soon as ``/api/ask`` answers; ``ready`` also needs the chat page
+        (``chat``: ``ready``), which ``assistant serve`` builds just after the answerer has loaded.
         """
         info = service.health()
         if not info["ready"]:

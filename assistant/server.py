@@ -4,16 +4,19 @@
 shared by replicas, limits and security headers) into one FastAPI app; :func:`run_server`
 serves it with uvicorn. The corpus (disclaimer, jurisdiction note) is loaded
 at once so every page and error can show it; the model and index load in the
-background, and until they are ready questions get 503 "not ready".
+background, and until they are ready questions get 503 "not ready". ``assistant serve``
+builds the chat page only after that first load (:mod:`assistant.deferred`), so the API
+answers seconds sooner after a start.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
@@ -24,12 +27,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assistant.api import BUILD_HEADER, ErrorResponse, build_router, install_error_handlers
 from assistant.corpus import load_corpus
+from assistant.deferred import DeferredApp
 from assistant.errors import AssistantError
 from assistant.headers import SecurityHeadersMiddleware
 from assistant.ratelimit import BodyLimitMiddleware, ErrorBody, RateLimitMiddleware, make_limiter, send_json
 from assistant.service import BUSY_MESSAGE, BUSY_RETRY_SECONDS, AssistantService
 from assistant.settings import Settings
-from assistant.ui import mount_chat
 from assistant.widget import STATIC_DIR, WIDGET_PATH, widget_router
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -131,6 +134,13 @@ class ClosedRoutesMiddleware:
             await answer_failure()
 
 
+def _build_chat(app: FastAPI, service: AssistantService, settings: Settings) -> tuple[ASGIApp, Any]:
+    """Import Gradio and build the chat (seconds of work; run in a thread, off the event loop)."""
+    from assistant.ui import chat_app
+
+    return chat_app(app, service, settings)
+
+
 def check_origins(origins: Sequence[str]) -> list[str]:
     """Normalise ``allowed_origins``; each must be ``scheme://host[:port]`` (or ``*``)."""
     cleaned: list[str] = []
@@ -153,17 +163,50 @@ def error_body(code: str, message: str, status: int, disclaimer: str) -> dict[st
     return ErrorResponse(error=code, message=message, status=status, disclaimer=disclaimer).model_dump()
 
 
-def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAPI:
-    """Build the whole server; pass ``assistant`` to reuse one already loaded (tests do)."""
+def create_app(settings: Settings, assistant: Assistant | None = None, *, chat_later: bool = False) -> FastAPI:
+    """Build the whole server; pass ``assistant`` to reuse one already loaded (tests do).
+
+    With ``chat_later`` (``assistant serve``) the chat page is built once the answerer's first load has ended,
+    and ``/`` says "starting" until then; otherwise it is built here, before the server starts.
+    """
     origins = check_origins(settings.allowed_origins)
     corpus = load_corpus(settings.corpus_dir, settings.article_url)
     service = AssistantService(settings, corpus, assistant)
 
+    def disclaimed(code: str, message: str, status: int) -> dict[str, object]:
+        return error_body(code, message, status, service.disclaimer)
+
+    deferred = DeferredApp(service.disclaimer, corpus.article.title, disclaimed) if chat_later else None
+    if deferred is not None:
+        service.chat_status = deferred.status
+
+    async def start_chat(app: FastAPI, stack: contextlib.AsyncExitStack, deferred: DeferredApp) -> None:
+        """Build the chat in a thread once the first load has ended, start its queue here, then mount it."""
+        if not await asyncio.to_thread(service.wait_for_first_outcome):
+            return  # the server is stopping
+        try:
+            chat, chat_lifespan = await asyncio.to_thread(_build_chat, app, service, settings)
+            await stack.enter_async_context(chat_lifespan())
+        except Exception:  # the API keeps answering; the health check and the page say the chat failed
+            log.exception("The chat page could not be built; /api/ask still answers")
+            deferred.fail()
+            return
+        deferred.mount(chat)
+        log.info("The chat is ready at /")
+
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.start_loading()
         try:
-            yield
+            async with contextlib.AsyncExitStack() as stack:  # on leaving: the chat's queue stops first
+                starting = asyncio.create_task(start_chat(app, stack, deferred)) if deferred is not None else None
+                try:
+                    yield
+                finally:
+                    if starting is not None:
+                        starting.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await starting
         finally:
             service.close()
 
@@ -183,14 +226,16 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
     )
     app.state.service = service
 
-    def disclaimed(code: str, message: str, status: int) -> dict[str, object]:
-        return error_body(code, message, status, service.disclaimer)
-
     install_error_handlers(app, service)
     app.include_router(build_router(service))
     app.include_router(widget_router(service))
     app.mount("/widget-static", StaticFiles(directory=STATIC_DIR), name="widget-static")
-    mount_chat(app, service, settings)
+    if deferred is not None:
+        app.mount("/", deferred)
+    else:
+        from assistant.ui import mount_chat
+
+        mount_chat(app, service, settings)
 
     # Added innermost first: headers wrap everything, CORS answers preflights before limits apply.
     app.add_middleware(
@@ -229,7 +274,7 @@ def run_server(
     bind_port = port or settings.port
     if workers is not None:
         settings = settings.model_copy(update={"workers": workers})
-    app = create_app(settings)
+    app = create_app(settings, chat_later=True)
     shown = f"[{bind_host}]" if ":" in bind_host else bind_host
     log.info("Chat at http://%s:%d/ , API docs at /docs , widget script at /widget.js", shown, bind_port)
     config = uvicorn.Config(

@@ -13,13 +13,14 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assistant.brief import Brief, build_brief, conversation, earlier_answer_ids
 from assistant.corpus import Corpus, load_corpus
+from assistant.deferred import CHAT_FAILED, CHAT_STARTING
 from assistant.errors import AssistantError, IndexDamagedError, IndexNotReadyError, StoreError
 from assistant.feedback import FeedbackRecord, UnknownAnswerError, Vote, check_answer_id, check_vote
 from assistant.index import expected_manifest, fresh_build
@@ -126,6 +127,8 @@ class AssistantService:
         self._load_error: AssistantError | None = None
         self._loading = False
         self._settled = threading.Event()
+        self._first_outcome = threading.Event()
+        self._closing = False
         self._check_lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self.reload_error: AssistantError | None = None
@@ -136,6 +139,8 @@ class AssistantService:
         """A build in the index server this server could not load for a reason other than an unreachable server."""
         self.selfcheck = SelfCheck(self)
         self.version = package_version()
+        self.chat_status: Callable[[], str] = lambda: "ready"
+        """Whether the chat page is up: ``ready``, ``starting`` or ``failed`` (:mod:`assistant.deferred`)."""
 
     @property
     def disclaimer(self) -> str:
@@ -164,7 +169,7 @@ class AssistantService:
         ``chroma_poll_seconds`` and loads the build it names when that is not the one served.
         """
         if self._serving is not None or self._loading:
-            self._settled.set()
+            self.settle()
             return
         self._loading = True
         self.selfcheck.start()
@@ -178,6 +183,15 @@ class AssistantService:
     def settle(self) -> None:
         """Called once the first attempt to load has ended, either way."""
         self._settled.set()
+        self._first_outcome.set()
+
+    def wait_for_first_outcome(self) -> bool:
+        """Block until the first load has ended either way, or the index was found damaged; False once closing.
+
+        ``assistant serve`` builds the chat page after this, so that it never competes with the first load.
+        """
+        self._first_outcome.wait()
+        return not self._closing
 
     def make_answerer(self) -> Answerer:
         """A new answerer on the live build: an assistant here, or a pool of answer processes."""
@@ -258,6 +272,7 @@ class AssistantService:
                 "The live index is damaged (%s); questions get the maintenance reply until it is rebuilt", problem
             )
         self._damaged = True
+        self._first_outcome.set()
         self.selfcheck.wake()
 
     def _recheck(self, serving: Serving) -> None:
@@ -356,11 +371,20 @@ class AssistantService:
     def health(self) -> dict[str, Any]:
         """Readiness, counts, model, build and version for ``GET /api/health``."""
         serving, damaged = self._serving, self._damaged
-        ready = serving is not None and not damaged
-        status = "index damaged" if damaged else "ok" if ready else ("error" if self._load_error else "loading")
+        answering = serving is not None and not damaged
+        chat = self.chat_status()
+        ready = answering and chat == "ready"
+        if damaged:
+            status = "index damaged"
+        elif answering:
+            status = "ok" if ready else f"chat {chat}"
+        else:
+            status = "error" if self._load_error else "loading"
         info: dict[str, Any] = {
             "ready": ready,
             "status": status,
+            "answering": answering,
+            "chat": chat,
             "version": self.version,
             "corpus": {
                 "article": self.corpus.article.title,
@@ -383,6 +407,8 @@ class AssistantService:
             info["message"] = MAINTENANCE
         elif serving is None:
             info["message"] = str(self._load_error) if self._load_error else "The assistant is loading its index."
+        elif not ready:
+            info["message"] = CHAT_FAILED if chat == "failed" else CHAT_STARTING
         if self.settings.chroma_url:
             # The loaded build keeps answering from memory while the index server is away: an outage of the
             # server only delays the next switch, so it is reported here but does not take this server out.
@@ -393,6 +419,8 @@ class AssistantService:
         """Stop the self-check and the answer processes, if any; flush and close the store."""
         from assistant.pool import AnswerPool
 
+        self._closing = True
+        self._first_outcome.set()
         self.selfcheck.stop()
         serving = self._serving
         if serving is not None and isinstance(serving.answerer, AnswerPool):

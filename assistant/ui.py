@@ -14,7 +14,8 @@ import html
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -22,6 +23,8 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 import gradio as gr  # imported after analytics is switched off
 from fastapi import FastAPI
 from linkify_it import LinkifyIt
+from starlette.routing import Mount
+from starlette.types import ASGIApp
 
 from assistant import presentation
 from assistant.errors import AssistantError
@@ -431,3 +434,21 @@ def mount_chat(app: FastAPI, service: AssistantService, settings: Settings) -> N
         css_paths=[STATIC_DIR / "chat.css"],
         head='<script src="/widget-static/chat.js" defer></script>',
     )
+
+
+def chat_app(
+    parent: FastAPI, service: AssistantService, settings: Settings
+) -> tuple[ASGIApp, Callable[[], AbstractAsyncContextManager[Any]]]:
+    """The chat as an app of its own, to mount under ``parent`` after it has started (:mod:`assistant.deferred`).
+
+    Gradio mounts onto a stand-in that shares ``parent``'s middleware list (Gradio reads it to leave CORS to the
+    parent, as when mounted directly); the chat app and the lifespan that starts its queue are taken from it.
+    """
+    holder = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    holder.user_middleware = parent.user_middleware
+    mount_chat(holder, service, settings)
+    mounted = holder.router.routes[-1]
+    if not isinstance(mounted, Mount):  # pragma: no cover - Gradio mounts its app last
+        raise TypeError(f"Gradio mounted {type(mounted).__name__}, not an app")
+    lifespan = holder.router.lifespan_context
+    return mounted.app, lambda: lifespan(holder)

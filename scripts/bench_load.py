@@ -62,7 +62,7 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 import psutil
-from bench_server import chat_fn_index, running_server, wait_ready
+from bench_server import chat_fn_index, running_server, server_settings, wait_ready
 from gradio_client.utils import apply_diff
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -713,17 +713,6 @@ async def run(
                 await closed_loop(server, track, endpoint, 8, args.requests_per_client, questions, addresses)
                 phase.close()
     return phases
-
-
-def server_settings(pairs: list[str]) -> dict[str, str]:
-    """``NAME=VALUE`` pairs as the server's environment (``ASSISTANT_NAME``)."""
-    found = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise SystemExit(f"--server-setting {pair!r}: expected NAME=VALUE, e.g. CHAT_SESSIONS_KEPT=300")
-        found[f"ASSISTANT_{name.strip().upper().removeprefix('ASSISTANT_')}"] = value
-    return found
 
 
 def main() -> None:
