@@ -25,6 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from assistant.allocator import limit_arenas
 from assistant.api import BUILD_HEADER, ErrorResponse, build_router, install_error_handlers
 from assistant.corpus import load_corpus
 from assistant.deferred import DeferredApp
@@ -270,6 +271,8 @@ def run_server(
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if limit_arenas(settings.malloc_arenas):  # before any thread allocates
+        log.info("malloc arenas capped at %d", settings.malloc_arenas)
     bind_host = host or settings.host
     bind_port = port or settings.port
     if workers is not None:

@@ -218,6 +218,13 @@ class Settings(BaseSettings):
         "small (one vector against a few thousand sentences), and idle BLAS threads spinning beside the embedding "
         "model's own threads on two cores raised the warm p50 from 21 ms to 73 ms (scripts/bench_assistant.py).",
     )
+    malloc_arenas: int = Field(
+        default=2,
+        ge=0,
+        description="glibc malloc arenas a server process (and its answer processes) may keep; 0 leaves glibc's "
+        "default of eight per core. Two: in a 25-minute soak side by side, the capped server's RSS ended a sixth "
+        "lower and level, at the same latency (docs/performance.md).",
+    )
     decisions: DecisionSettings = Field(
         default_factory=DecisionSettings, description="How the learned decisions are fitted."
     )
