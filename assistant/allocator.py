@@ -2,9 +2,9 @@
 
 glibc gives each new thread that allocates its own malloc arena, up to eight per core, and returns little of
 their freed memory to the system. The server runs many threads (uvicorn's, Gradio's, the answer slots), so its
-resident memory kept rising through a long soak although the Python heap, traced, stayed bounded. Capped at two
-arenas, the same soak, run side by side with an uncapped server, ended about a sixth lower and level in its last
-quarter (``docs/performance.md``).
+resident memory kept rising through a long soak although the Python heap, traced, stayed bounded. In a
+25-minute soak at the design load beside an uncapped server (same code, same questions, at the same time), the
+server capped at two arenas ended at 677 MiB against 843, at the same latency (``docs/performance.md``).
 """
 
 from __future__ import annotations
