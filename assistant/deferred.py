@@ -11,6 +11,7 @@ unchanged.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -41,10 +42,14 @@ def starting_page(disclaimer: str, message: str, title: str, reload: bool = True
 class DeferredApp:
     """An ASGI app that answers 503 until :meth:`mount` gives it the app to pass requests to."""
 
-    def __init__(self, disclaimer: str, title: str, error_body: ErrorBody) -> None:
+    def __init__(
+        self, disclaimer: str, title: str, error_body: ErrorBody, waiting: Callable[[], str | None] = lambda: None
+    ) -> None:
         self.disclaimer = disclaimer
         self.title = title
         self.error_body = error_body
+        self.waiting = waiting
+        """What the answerer is still waiting for (its loading, a rebuild), said on the page first; None if nothing."""
         self.app: ASGIApp | None = None
         self.failed = False
 
@@ -69,7 +74,8 @@ class DeferredApp:
             return
         retry = [(b"retry-after", str(STARTING_RETRY_SECONDS).encode())]
         if scope["path"] == "/" and scope["method"] in ("GET", "HEAD"):
-            message = CHAT_FAILED if self.failed else PAGE_STARTING
+            waiting = self.waiting()
+            message = CHAT_FAILED if self.failed else f"{waiting} {PAGE_STARTING}" if waiting else PAGE_STARTING
             page = starting_page(self.disclaimer, message, self.title, reload=not self.failed)
             headers = [
                 (b"content-type", b"text/html; charset=utf-8"),

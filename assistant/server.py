@@ -177,7 +177,11 @@ def create_app(settings: Settings, assistant: Assistant | None = None, *, chat_l
     def disclaimed(code: str, message: str, status: int) -> dict[str, object]:
         return error_body(code, message, status, service.disclaimer)
 
-    deferred = DeferredApp(service.disclaimer, corpus.article.title, disclaimed) if chat_later else None
+    deferred = (
+        DeferredApp(service.disclaimer, corpus.article.title, disclaimed, service.waiting_message)
+        if chat_later
+        else None
+    )
     if deferred is not None:
         service.chat_status = deferred.status
 

@@ -54,6 +54,7 @@ MAINTENANCE = (
     "The rebuild runs by itself and takes a few minutes; please ask again then. If this message stays for more "
     "than half an hour, tell the site's owner."
 )
+LOADING = "The assistant is loading its index (the very first start builds it, which takes a few minutes)."
 LOAD_FAILED = (
     "The assistant could not start; the server's log says why. It tries again by itself; if this stays, tell the "
     "site's owner."
@@ -368,6 +369,14 @@ class AssistantService:
             raise UnknownAnswerError(UNKNOWN_ANSWER)
         return self.store.record_feedback(answer_id, issued.question, issued.answer, vote, comment)
 
+    def waiting_message(self) -> str | None:
+        """Why questions are not answered yet (loading, failed to load, index damaged); None once they are."""
+        if self._damaged:
+            return MAINTENANCE
+        if self._serving is None:
+            return str(self._load_error) if self._load_error else LOADING
+        return None
+
     def health(self) -> dict[str, Any]:
         """Readiness, counts, model, build and version for ``GET /api/health``."""
         serving, damaged = self._serving, self._damaged
@@ -403,10 +412,8 @@ class AssistantService:
             index_info["build"] = serving.build_id
             info["model"] = index_info.get("embedding_model")
             info["index"] = index_info
-        if damaged:
-            info["message"] = MAINTENANCE
-        elif serving is None:
-            info["message"] = str(self._load_error) if self._load_error else "The assistant is loading its index."
+        if not answering:
+            info["message"] = self.waiting_message()
         elif not ready:
             info["message"] = CHAT_FAILED if chat == "failed" else CHAT_STARTING
         if self.settings.chroma_url:

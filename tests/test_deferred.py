@@ -40,6 +40,8 @@ def test_until_mounted_the_page_says_starting_with_the_disclaimer_and_reloads() 
     assert f'http-equiv="refresh" content="{STARTING_RETRY_SECONDS}"' in page.text
     assert PAGE_STARTING in page.text and DISCLAIMER in page.text
     assert "A &lt;title&gt;" in page.text and "<script" not in page.text  # escaped, and nothing to run
+    waiting = DeferredApp(DISCLAIMER, "t", deferred().error_body, lambda: "Loading the index.")
+    assert f"Loading the index. {PAGE_STARTING}" in TestClient(waiting).get("/").text  # what the answerer waits for
     head = client.head("/")
     assert head.status_code == 503 and head.content == b""
 

@@ -16,7 +16,7 @@ from server_fixtures import FakeAssistant
 from assistant.corpus import load_corpus
 from assistant.errors import AssistantError, CorpusError, IndexNotReadyError, StoreError
 from assistant.server import CLOSED_PREFIXES, INTERNAL_ERROR, ClosedRoutesMiddleware, check_origins, create_app
-from assistant.service import BUSY_MESSAGE, BUSY_RETRY_SECONDS, AnswerSlots, ServerBusyError
+from assistant.service import BUSY_MESSAGE, BUSY_RETRY_SECONDS, LOADING, AnswerSlots, ServerBusyError
 from assistant.settings import Settings
 
 ALLOWED = "https://allowed.example"
@@ -200,6 +200,7 @@ def test_not_ready_assistant_gives_503_and_health_says_so(settings_: Settings) -
         assert response.headers["retry-after"]
         health = request(app, "GET", "/api/health")
         assert health.status_code == 503 and health.json()["status"] == "loading"
+        assert health.json()["message"] == LOADING and health.json()["answering"] is False
         assert health.json()["disclaimer"]
     finally:
         app.state.service.close()
