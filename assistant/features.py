@@ -30,6 +30,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from assistant.decisions.neighbours import Votes
 from assistant.sentences import SentenceTable
+from assistant.stacking import hstack_rows
 from assistant.tfidf import tfidf_rows
 
 TFIDF_MIN_DF = 2
@@ -82,7 +83,7 @@ class TextVectorizer:
         return self
 
     def _transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
-        return sparse.hstack([tfidf_rows(self._words, texts), tfidf_rows(self._chars, texts)]).tocsr()
+        return hstack_rows([tfidf_rows(self._words, texts), tfidf_rows(self._chars, texts)])
 
     def transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
         """Rows of word and character n-gram weights.
@@ -128,7 +129,7 @@ def question_matrix(
     dense = np.hstack([vectors, contexts, vectors @ bullet_vectors.T, contexts @ bullet_vectors.T])
     messages = vectorizer.transform([v.message for v in views])
     context_words = vectorizer.transform([v.context for v in views])
-    return sparse.hstack([sparse.csr_matrix(dense), messages, context_words]).tocsr()
+    return hstack_rows([dense, messages, context_words])
 
 
 @cache
@@ -161,7 +162,7 @@ def situation_matrix(texts: Sequence[str], vectorizer: TextVectorizer) -> sparse
     a conversation can be judged again at no cost.
     """
     texts = list(texts)
-    return sparse.hstack([vectorizer.transform(texts), sparse.csr_matrix(cue_matrix(texts))]).tocsr()
+    return hstack_rows([vectorizer.transform(texts), cue_matrix(texts)])
 
 
 _SENTENCE_BREAK = re.compile(r"(?<=[.?!])\s+|\s*\n\s*")

@@ -38,6 +38,7 @@ from sklearn.linear_model import LogisticRegression
 
 from assistant.chunking import split_sentences
 from assistant.guardrails import clean_text
+from assistant.stacking import hstack_rows
 from assistant.tokens import content_tokens, stem, words
 
 _HTML = re.compile(r"<\s*/?\s*[a-zA-Z!][^>]*>|<!--|-->|&lt;|&#", re.IGNORECASE)
@@ -168,7 +169,7 @@ def support_matrix(
         [contained, similarities, contained * similarities, np.log1p(added), covered, negated, numbered]
     )
     bag = vectorizer.transform([novel_words(t, q) for t, q in pairs])
-    return sparse.hstack([sparse.csr_matrix(dense), bag]).tocsr()
+    return hstack_rows([dense, bag])
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from assistant.features import (
 )
 from assistant.retrieval import LexicalScores, Ranking, rank
 from assistant.sentences import SentenceTable
+from assistant.stacking import hstack_rows
 from assistant.tokens import content_tokens
 
 COVERAGE_SUMMARY = (
@@ -93,7 +94,7 @@ def coverage_summary(
 
 def coverage_matrix(questions: sparse.csr_matrix, summaries: np.ndarray) -> sparse.csr_matrix:
     """The coverage decision's features: the question's and the ranking's."""
-    return sparse.hstack([questions, sparse.csr_matrix(summaries)]).tocsr()
+    return hstack_rows([questions, summaries])
 
 
 @dataclass(frozen=True)
