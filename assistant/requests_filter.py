@@ -32,6 +32,7 @@ from typing import Literal
 
 import numpy as np
 import sentencex
+from joblib import Parallel, delayed
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from scipy.special import expit
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -224,6 +225,7 @@ def fit_request_filter(
     ngrams: tuple[int, int],
     c: float,
     plain: Sequence[LabelledMessage] = (),
+    jobs: int = 1,
 ) -> RequestFilter:
     """Fit on every labelled message, with the threshold and the figures from grouped cross-validation.
 
@@ -232,11 +234,26 @@ def fit_request_filter(
     figure, which tests on each author of ``messages`` in turn.
     """
     texts, targets, groups = labelled_pieces([*messages, *plain])
-    out_of_fold = np.zeros(len(texts))
+    fold_tests = []
     for _, fold in GroupKFold(n_splits=folds).split(texts, targets, groups):
         test = np.zeros(len(texts), dtype=bool)
         test[fold] = True
-        fitted = _fit([t for t, f in zip(texts, test, strict=True) if not f], targets[~test], ngrams, c)
+        fold_tests.append(test)
+    authors = sorted({m.author for m in messages} - {m.author for m in plain})
+    by_author = np.array([g.split("-", 1)[0] for g in groups])
+    # The cross-author figure: fitted on the other authors' messages, tested on one author's.
+    author_tests = [by_author == author for author in authors] if len(authors) > 1 else []
+    # Every model is independent of the others: the folds', the authors' and the final one (tested on nothing)
+    # are fitted at once, ``jobs`` processes at a time.
+    fitted_models: list[RequestFilter] = list(
+        Parallel(n_jobs=jobs, prefer="processes")(
+            delayed(_fit)([t for t, f in zip(texts, test, strict=True) if not f], targets[~test], ngrams, c)
+            for test in [*fold_tests, *author_tests, np.zeros(len(texts), dtype=bool)]
+        )
+    )
+    *held_out, final = fitted_models
+    out_of_fold = np.zeros(len(texts))
+    for test, fitted in zip(fold_tests, held_out, strict=False):
         out_of_fold[test] = fitted.scores([t for t, f in zip(texts, test, strict=True) if f])
     # Balanced: the share of plain messages left whole and the share of labelled messages made wholly right
     # count alike, whatever the sizes of the two sets (the bank's plain messages outnumber the labelled ones).
@@ -254,22 +271,17 @@ def fit_request_filter(
         return float(np.mean(parts))
 
     threshold = max(THRESHOLDS, key=lambda t: (balanced(t), t))
-    authors = sorted({m.author for m in messages} - {m.author for m in plain})
     cross: dict[str, float] = {}
-    if len(authors) > 1:  # fitted on the other authors' messages, tested on one author's
-        by_author = np.array([g.split("-", 1)[0] for g in groups])
+    if author_tests:
         tested = np.isin(by_author, authors)
         held = np.zeros(len(texts))
-        for author in authors:
-            test = by_author == author
-            fitted = _fit([t for t, f in zip(texts, test, strict=True) if not f], targets[~test], ngrams, c)
+        for test, fitted in zip(author_tests, held_out[len(fold_tests) :], strict=True):
             held[test] = fitted.scores([t for t, f in zip(texts, test, strict=True) if f])
         kept = [g for g, t in zip(groups, tested, strict=True) if t]
         cross = {
             "messages_right": round(_messages_right(held[tested], targets[tested], kept, threshold), 4),
             "question_lost": round(_question_lost(held[tested], targets[tested], kept, threshold), 4),
         }
-    final = _fit(texts, targets, ngrams, c)
     final.threshold = float(threshold)
     labelled = ~plain_rows
     final.report = {

@@ -13,9 +13,9 @@ ranker's features; the ranker's out-of-fold ranking feeds the coverage decision.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TypeAlias
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeAlias
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -131,6 +131,28 @@ def _fit_sections(
     return logistic(c).fit(features[rows], labels, sample_weight=weights)
 
 
+def _fit_situation(
+    features: sparse.csr_matrix, expected: np.ndarray, rows: np.ndarray, own_c: float, topic_c: float
+) -> SituationDecision:
+    """The situation heads fitted on ``rows`` (thresholds come later): 'own situation', then one per situation."""
+    own = expected[rows].any(axis=1)
+    own_model = logistic(own_c, balanced=True).fit(features[rows], own)
+    positives = rows[own]
+    words = features.shape[1] - len(CUE_GROUPS)
+    topics = {
+        t: logistic(topic_c).fit(features[positives, :words], expected[positives, k])
+        for k, t in enumerate(ESCALATION_TRIGGER_IDS)
+    }
+    return SituationDecision(ESCALATION_TRIGGER_IDS, own_model, topics, {}, words)
+
+
+def _fit_binary(features: sparse.csr_matrix, y: np.ndarray, rows: np.ndarray | None, c: float) -> LogisticRegression:
+    """A balanced logistic head fitted on ``rows`` (None: every row)."""
+    if rows is None:
+        return logistic(c, balanced=True).fit(features, y)
+    return logistic(c, balanced=True).fit(features[rows], y[rows])
+
+
 class Trainer:
     """Fits :class:`Decisions` on a bank against one index's sentence table."""
 
@@ -183,15 +205,17 @@ class Trainer:
         self, features: sparse.csr_matrix, expected: np.ndarray, rows: np.ndarray, thresholds: dict[str, float]
     ) -> SituationDecision:
         """The situation decision fitted on ``rows``: the shared 'own situation' head, then one per situation."""
-        own = expected[rows].any(axis=1)
-        own_model = logistic(self.settings.situation_own_c, balanced=True).fit(features[rows], own)
-        positives = rows[own]
-        words = features.shape[1] - len(CUE_GROUPS)
-        topics = {
-            t: logistic(self.settings.situation_topic_c).fit(features[positives, :words], expected[positives, k])
-            for k, t in enumerate(ESCALATION_TRIGGER_IDS)
-        }
-        return SituationDecision(ESCALATION_TRIGGER_IDS, own_model, topics, thresholds, words)
+        fitted = _fit_situation(
+            features, expected, rows, self.settings.situation_own_c, self.settings.situation_topic_c
+        )
+        return replace(fitted, thresholds=thresholds)
+
+    def _parallel(self, calls: Iterable[Any]) -> list[Any]:
+        """``joblib.delayed`` calls run in ``settings.jobs`` worker processes, results in the calls' order.
+
+        The workers are kept for the fit's next step and let go at the end of :meth:`train`.
+        """
+        return list(Parallel(n_jobs=self.settings.jobs, prefer="processes")(calls))
 
     def situations(
         self, data: TrainingData, vectorizer: TextVectorizer
@@ -202,8 +226,11 @@ class Trainer:
         expected = np.column_stack([[t in item.triggers for item in data.items] for t in ESCALATION_TRIGGER_IDS])
         everything = np.arange(len(data.items))
         scores = np.zeros(expected.shape)
-        for fold, train in zip(data.folds, data.train_sets, strict=True):
-            model = self.fit_situation(features, expected, train, {})
+        own_c, topic_c = self.settings.situation_own_c, self.settings.situation_topic_c
+        *fold_models, final = self._parallel(
+            delayed(_fit_situation)(features, expected, rows, own_c, topic_c) for rows in [*data.train_sets, everything]
+        )
+        for fold, model in zip(data.folds, fold_models, strict=True):
             parts, part_of = message_sentences([texts[i] for i in fold])
             probabilities = model.probabilities(
                 features[fold], situation_matrix(parts, vectorizer) if parts else None, part_of
@@ -221,7 +248,7 @@ class Trainer:
         thresholds = {
             t: fit_threshold(expected[:, k], scores[:, k], "f1") for k, t in enumerate(ESCALATION_TRIGGER_IDS)
         }
-        decision = self.fit_situation(features, expected, everything, thresholds)
+        decision = replace(final, thresholds=thresholds)
         oof = [{t for k, t in enumerate(ESCALATION_TRIGGER_IDS) if fired[i, k]} for i in everything]
         return decision, oof, figures
 
@@ -261,14 +288,10 @@ class Trainer:
         classes, spread = self.section_classes([data.items[i] for i in covered])
         subsets = [np.intersect1d(train, covered) for train in data.train_sets] + [covered]
         jobs = [self._section_targets(data, classes, subset) for subset in subsets]
-        models = Parallel(n_jobs=self.settings.jobs, prefer="processes")(
+        models = self._parallel(
             delayed(_fit_sections)(data.features, rows, labels, weights, self.settings.section_c)
             for rows, labels, weights in jobs
         )
-        if self.settings.jobs > 1:
-            # joblib keeps its worker processes for reuse, idle for minutes with the fold data in memory; a
-            # fit happens once per build, so they are let go now rather than outlive it (or its process).
-            get_reusable_executor().shutdown(wait=True)
         oof = np.zeros((len(data.items), len(self.table.sections)))
         for fold, model in zip(data.folds, models, strict=False):
             oof[fold] = SectionDecision(model, classes, spread).probabilities(data.features[fold])
@@ -398,10 +421,12 @@ class Trainer:
     ) -> tuple[BinaryDecision, np.ndarray]:
         """A balanced logistic head: the fitted decision and its cross-fitted out-of-fold decisions."""
         scores = np.zeros(len(y))
-        for fold, train in zip(data.folds, data.train_sets, strict=True):
-            scores[fold] = logistic(c, balanced=True).fit(features[train], y[train]).predict_proba(features[fold])[:, 1]
+        *fold_models, model = self._parallel(
+            delayed(_fit_binary)(features, y, rows, c) for rows in [*data.train_sets, None]
+        )
+        for fold, fold_model in zip(data.folds, fold_models, strict=True):
+            scores[fold] = fold_model.predict_proba(features[fold])[:, 1]
         decided = _cross_fitted(y, scores, data.folds, objective)
-        model = logistic(c, balanced=True).fit(features, y)
         return BinaryDecision(model, fit_threshold(y, scores, objective)), decided
 
     def list_targets(self, data: TrainingData) -> np.ndarray:
@@ -423,6 +448,15 @@ class Trainer:
 
     def train(self, bank: Bank) -> Decisions:
         """Fit every decision; the returned ``report`` holds the cross-validation figures."""
+        try:
+            return self._train(bank)
+        finally:
+            if self.settings.jobs > 1:
+                # joblib keeps its worker processes for reuse, idle for minutes with the fold data in memory; a
+                # fit happens once per build, so they are let go now rather than outlive it (or its process).
+                get_reusable_executor().shutdown(wait=True)
+
+    def _train(self, bank: Bank) -> Decisions:
         started = time.perf_counter()
         self.progress(f"embedding {len(bank.items)} bank messages")
         vectorizer = TextVectorizer().fit([item.message for item in bank.items])
@@ -474,6 +508,7 @@ class Trainer:
             self.settings.folds,
             self.settings.request_ngrams,
             self.settings.request_c,
+            jobs=self.settings.jobs,
             plain=plain_messages((item.id, item.message) for item in bank.items if item.kind != "injection"),
         )
         report["requests"] = requests.report
