@@ -105,7 +105,9 @@ class DecisionSettings(BaseModel):
         description="Inverse regularisation of the request filter (grouped CV over 1/4/16: AUC 0.972/0.977/0.978, "
         "the share of messages wholly right 0.765/0.772/0.772; 8 sits between the two best).",
     )
-    jobs: int = Field(default=2, ge=1, description="Processes that fit cross-validation folds at once.")
+    jobs: int = Field(
+        default=2, ge=1, description="Processes that fit the decisions' independent models (folds, heads) at once."
+    )
     near_copy: float = Field(
         default=0.75,
         gt=0,

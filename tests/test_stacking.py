@@ -11,9 +11,7 @@ from assistant.stacking import hstack_rows
 
 
 def _same(got: sparse.csr_matrix, blocks: list[sparse.csr_matrix | np.ndarray]) -> None:
-    expected = sparse.hstack(
-        [sparse.csr_matrix(b) if isinstance(b, np.ndarray) else b for b in blocks], format="csr"
-    )
+    expected = sparse.hstack([sparse.csr_matrix(b) if isinstance(b, np.ndarray) else b for b in blocks], format="csr")
     assert isinstance(got, sparse.csr_matrix)
     assert got.shape == expected.shape
     assert got.dtype == expected.dtype
