@@ -75,14 +75,19 @@ class AnswerPool:
         self._busy = [0] * processes
         self._executors: list[ProcessPoolExecutor] = []
         try:
-            for number in range(processes):
+            if settings.chroma_url:
+                # The first process opens the index server's live build; the others (and any replacement) open
+                # that same build, even if the live pointer moves meanwhile: one pool answers from one build.
                 self._executors.append(self._spawn())
-                # The first one alone builds or fits what is missing; the others then only open it.
-                info = self._executors[number].submit(_index_info).result()
-                if settings.chroma_url and number == 0:
-                    # The others (and any replacement) open the build the first one opened, even if the index
-                    # server's live pointer moves meanwhile: one pool answers from one build.
-                    self.settings = settings.model_copy(update={"chroma_build": info["build"]})
+                info = self._executors[0].submit(_index_info).result()
+                self.settings = settings.model_copy(update={"chroma_build": info["build"]})
+            # All (the others, with Chroma) load at once, one per core. On a first start, the one that takes the
+            # build lock builds or fits what is missing while the others wait on that lock, then open the result.
+            self._executors += [self._spawn() for _ in range(processes - len(self._executors))]
+            opened = [executor.submit(_index_info) for executor in self._executors]
+            info = opened[0].result()
+            for waiting in opened[1:]:
+                waiting.result()
         except BrokenProcessPool:
             self.close()
             raise IndexNotReadyError(
