@@ -201,15 +201,6 @@ class Trainer:
 
     # -- situation -----------------------------------------------------------------------------------
 
-    def fit_situation(
-        self, features: sparse.csr_matrix, expected: np.ndarray, rows: np.ndarray, thresholds: dict[str, float]
-    ) -> SituationDecision:
-        """The situation decision fitted on ``rows``: the shared 'own situation' head, then one per situation."""
-        fitted = _fit_situation(
-            features, expected, rows, self.settings.situation_own_c, self.settings.situation_topic_c
-        )
-        return replace(fitted, thresholds=thresholds)
-
     def _parallel(self, calls: Iterable[Any]) -> list[Any]:
         """``joblib.delayed`` calls run in ``settings.jobs`` worker processes, results in the calls' order.
 
