@@ -26,6 +26,7 @@ import shutil
 import tempfile
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
@@ -322,10 +323,19 @@ def build_index(
 
 
 def open_vector_store(build: IndexBuild, embeddings: Embeddings) -> Chroma:
-    """The live build as a LangChain vector store (for comparisons; answering reads the table instead)."""
+    """The build as a LangChain vector store (for comparisons; answering reads the table instead).
+
+    Opened on a private copy of its Chroma files, like :func:`private_copy`: Chroma's client writes to what it
+    opens, and the live build's files must keep the checksums its manifest records. The copy is removed when the
+    store is garbage-collected, or at exit.
+    """
     from langchain_chroma import Chroma  # imported here: a serving process never needs it (23 MiB)
 
-    return Chroma(client=_chroma_client(build.path), collection_name=COLLECTION, embedding_function=embeddings)
+    folder = Path(tempfile.mkdtemp(prefix="assistant-index-"))
+    _copy_chroma(build, folder)
+    store = Chroma(client=_chroma_client(folder), collection_name=COLLECTION, embedding_function=embeddings)
+    weakref.finalize(store, shutil.rmtree, folder, True)
+    return store
 
 
 def chroma_files(build: IndexBuild) -> list[Path]:
@@ -348,12 +358,16 @@ def private_copy(build: IndexBuild) -> Iterator[Path]:
     """
     with tempfile.TemporaryDirectory(prefix="assistant-index-") as folder:
         target = Path(folder)
-        for path in chroma_files(build):
-            if path.is_dir():
-                shutil.copytree(path, target / path.name)
-            else:
-                shutil.copy2(path, target / path.name)
+        _copy_chroma(build, target)
         yield target
+
+
+def _copy_chroma(build: IndexBuild, target: Path) -> None:
+    for path in chroma_files(build):
+        if path.is_dir():
+            shutil.copytree(path, target / path.name)
+        else:
+            shutil.copy2(path, target / path.name)
 
 
 def read_records(path: Path, where: Path | None = None) -> dict[str, dict[str, Any]]:

@@ -28,6 +28,7 @@ from assistant.index import (
     live_build,
     open_table,
     open_vector_store,
+    verify_files,
 )
 from assistant.settings import Settings
 
@@ -74,6 +75,17 @@ def test_builds_when_missing_and_records_a_manifest(small: Settings, embeddings:
     assert (small.index_dir / "current").resolve() == build.path.resolve()
     hits = open_vector_store(build, embeddings).similarity_search("fair use factors", k=1)
     assert hits[0].metadata["section"] == "§ 107. Limitations on exclusive rights: Fair use"
+    # The store reads a private copy: the live build's files keep their recorded checksums. Chroma's client writes
+    # to what it opened when its process ends, so another process opens it here; the eval's dense baseline used to
+    # change length.bin that way, and the next server start took the build for damaged and rebuilt it.
+    opener = (
+        "import sys; from pathlib import Path; from langchain_core.embeddings import FakeEmbeddings; "
+        "from assistant.index import live_build, open_vector_store; "
+        "build = live_build(Path(sys.argv[1])); "
+        "assert open_vector_store(build, FakeEmbeddings(size=384)).similarity_search('fair use', k=1)"
+    )
+    subprocess.run([sys.executable, "-c", opener, str(small.index_dir)], check=True, timeout=120)
+    assert verify_files(build) is None
 
 
 def test_a_fresh_index_is_reused(small: Settings, embeddings: Embeddings) -> None:
