@@ -16,8 +16,11 @@ from pathlib import Path
 
 from assistant.index import MANIFEST, SNAPSHOT, IndexBuild, live_build, sha256_file, verify_files
 
-DECISIONS_MODEL = "decisions.joblib"
-"""The fitted decisions' file in ``<build>/decisions/<key>/`` (see :mod:`assistant.decisions.store`)."""
+DECISIONS_MODEL = "decisions.pkl"
+"""The fitted decisions' file in ``<build>/decisions/<key>/`` (see :mod:`assistant.decisions.store`): a pickle,
+protocol 5."""
+LEGACY_DECISIONS_MODEL = "decisions.joblib"
+"""What a report written before it names no model file for: decisions stored with joblib, still verified as such."""
 DECISIONS_REPORT = "report.json"
 """Their report beside it, which records the model file's SHA-256."""
 
@@ -72,8 +75,9 @@ def verify_decisions(path: Path) -> str | None:
     try:
         report = json.loads((path / DECISIONS_REPORT).read_text(encoding="utf-8"))
         digest = report.get("model_sha256") if isinstance(report, dict) else None
-        if digest is not None and sha256_file(path / DECISIONS_MODEL) != digest:
-            return f"decisions/{path.name}/{DECISIONS_MODEL} does not match its checksum"
+        model = report.get("model_file", LEGACY_DECISIONS_MODEL) if isinstance(report, dict) else DECISIONS_MODEL
+        if digest is not None and sha256_file(path / str(model)) != digest:
+            return f"decisions/{path.name}/{model} does not match its checksum"
     except OSError as error:
         return f"decisions/{path.name} cannot be read ({error.strerror})"
     except ValueError:

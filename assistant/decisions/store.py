@@ -1,12 +1,13 @@
 """Fitted decisions on disk, beside the index build they were fitted against.
 
-``<build>/decisions/<key>/`` holds ``decisions.joblib`` and ``report.json`` (the cross-validation figures,
+``<build>/decisions/<key>/`` holds ``decisions.pkl`` and ``report.json`` (the cross-validation figures,
 the fitted thresholds and the bank's size per label). The key hashes everything training depends on
 besides the build itself: the bank's fingerprint, the trainer's version, the decision settings, the
-candidate depth and scikit-learn's version. A changed bank therefore gets its own folder and is trained
+candidate depth, scikit-learn's version and the model file's format. A changed bank therefore gets its own folder and is trained
 on first use; the build's vectors are reused. The folder is written under a temporary name and renamed
-into place, so a reader never sees half a model. ``report.json`` records the model file's SHA-256, and a
-model that does not match it is refused.
+into place, so a reader never sees half a model. ``report.json`` records the model file's name and SHA-256,
+and a model that does not match it is refused. (Sets stored before were joblib files, ``decisions.joblib``;
+their key differs, so this release fits its own set once beside them.)
 
 A copy of each fitted set is also kept under ``<index_dir>/models/decisions/<key>-<records>/``, where
 ``records`` hashes the build's snapshot contents (every record's text, metadata and vector). A rebuild whose
@@ -22,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import shutil
 import time
 import uuid
@@ -29,7 +31,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import sklearn
 
@@ -63,6 +64,7 @@ def decisions_key(bank: Bank, settings: Settings) -> str:
             "settings": settings.decisions.model_dump(mode="json"),
             "candidates": settings.candidates,
             "sklearn": sklearn.__version__,
+            "file": MODEL_FILE,
         },
         sort_keys=True,
     )
@@ -120,8 +122,11 @@ def load_decisions(path: Path) -> Decisions:
             "Run 'assistant index --force'."
         )
     try:
-        decisions = joblib.load(path / MODEL_FILE)
-    except (OSError, EOFError, ValueError, AttributeError, ModuleNotFoundError) as error:
+        # The standard library's unpickler, in C: joblib's is written in Python and took 0.2-0.3 s of every
+        # server start over these 20 MB, against about 0.02 s (scripts/bench_assistant.py, cold start).
+        with (path / MODEL_FILE).open("rb") as stream:
+            decisions = pickle.load(stream)
+    except (OSError, EOFError, ValueError, AttributeError, ModuleNotFoundError, pickle.UnpicklingError) as error:
         raise IndexNotReadyError(
             f"The fitted decisions in {path} cannot be read ({error}). Run 'assistant index --force'."
         ) from None
@@ -173,7 +178,9 @@ def ensure_decisions(
         staging = path.parent / f".{path.name}-{uuid.uuid4().hex[:8]}"
         staging.mkdir(parents=True)
         try:
-            joblib.dump(decisions, staging / MODEL_FILE)
+            with (staging / MODEL_FILE).open("wb") as stream:
+                pickle.dump(decisions, stream, protocol=5)
+            report["model_file"] = MODEL_FILE
             report["model_sha256"] = sha256_file(staging / MODEL_FILE)
             (staging / REPORT_FILE).write_text(json.dumps(report, indent=2), encoding="utf-8")
             if path.exists():

@@ -17,7 +17,7 @@ from assistant.bank import Bank, load_bank
 from assistant.conversation import TurnRequest
 from assistant.decisions.judge import Judge
 from assistant.decisions.models import Decisions
-from assistant.decisions.store import decisions_path, ensure_decisions
+from assistant.decisions.store import MODEL_FILE, decisions_path, ensure_decisions
 from assistant.decisions.training import Trainer
 from assistant.index import IndexBuild
 
@@ -130,9 +130,9 @@ def test_a_changed_bank_is_trained_anew_beside_the_same_build(
     ensure_decisions(build, changed, assistant.settings, assistant.table, assistant._views)
     assert changed_path.is_dir()
     # The unchanged bank's decisions are reused, not retrained.
-    before = (path / "decisions.joblib").stat().st_mtime_ns
+    before = (path / MODEL_FILE).stat().st_mtime_ns
     ensure_decisions(build, small_bank, assistant.settings, assistant.table, assistant._views)
-    assert (path / "decisions.joblib").stat().st_mtime_ns == before
+    assert (path / MODEL_FILE).stat().st_mtime_ns == before
 
 
 def test_a_rebuild_with_the_same_records_copies_its_decisions_instead_of_refitting(
@@ -152,7 +152,7 @@ def test_a_rebuild_with_the_same_records_copies_its_decisions_instead_of_refitti
         settings, table, views = assistant.settings, assistant.table, assistant._views
         copied, copied_report = ensure_decisions(twin, small_bank, settings, table, views)
         assert copied_report == report
-        assert (decisions_path(twin, small_bank, assistant.settings) / "decisions.joblib").is_file()
+        assert (decisions_path(twin, small_bank, assistant.settings) / MODEL_FILE).is_file()
         assert copied.report == fitted.report
         with pytest.raises(AssertionError, match="refitted"):  # --retrain still refits
             ensure_decisions(twin, small_bank, settings, table, views, force=True)
