@@ -1,10 +1,10 @@
 """Fitted decisions on disk, beside the index build they were fitted against.
 
-``<build>/decisions/<key>/`` holds ``decisions.pkl`` and ``report.json`` (the cross-validation figures,
-the fitted thresholds and the bank's size per label). The key hashes everything training depends on
-besides the build itself: the bank's fingerprint, the trainer's version, the decision settings, the
-candidate depth, scikit-learn's version and the model file's format. A changed bank therefore gets its own folder and is trained
-on first use; the build's vectors are reused. The folder is written under a temporary name and renamed
+``<build>/decisions/<key>/`` holds ``decisions.pkl`` and ``report.json`` (the cross-validation figures, the
+fitted thresholds and the bank's size per label). The key hashes everything training depends on besides the
+build itself: the bank's fingerprint, the trainer's version, the decision settings, the candidate depth,
+scikit-learn's version and the model file's format. A changed bank therefore gets its own folder and is
+trained on first use; the build's vectors are reused. The folder is written under a temporary name and renamed
 into place, so a reader never sees half a model. ``report.json`` records the model file's name and SHA-256,
 and a model that does not match it is refused. (Sets stored before were joblib files, ``decisions.joblib``;
 their key differs, so this release fits its own set once beside them.)
