@@ -20,7 +20,7 @@ manifest's counts and digest; it then answers from memory alone.
 The fitted decisions travel with the version instead of being fitted again by each server: a fit takes about a
 minute of both cores, which every replica would spend at every switch, and the published decisions are exactly
 those whose cross-validation figures ``assistant index`` printed. A server whose bank, trainer, decision settings
-or scikit-learn differ (another key) refuses the version with a sentence saying so. The decisions are a joblib
+or scikit-learn differ (another key) refuses the version with a sentence saying so. The decisions are a pickle
 file, loaded as the local build's are: the Chroma server must be as trusted as the index artifact it replaces
 (reachable only by the builder and the servers); checksums catch damage, not someone who may write to it.
 """
