@@ -29,5 +29,8 @@ def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         import importlib
 
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
+        from assistant.allocator import startup_heap
+
+        with startup_heap(freeze=False):  # the engine's modules: long-lived, built without the cyclic collector
+            return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'assistant' has no attribute {name!r}")

@@ -1,18 +1,29 @@
-"""How many malloc arenas a serving process may keep (glibc).
+"""How a serving process holds its memory: glibc's malloc arenas, and Python's cyclic collector at start-up.
 
 glibc gives each new thread that allocates its own malloc arena, up to eight per core, and returns little of
 their freed memory to the system. The server runs many threads (uvicorn's, Gradio's, the answer slots), so its
 resident memory kept rising through a long soak although the Python heap, traced, stayed bounded. In a
 25-minute soak at the design load beside an uncapped server (same code, same questions, at the same time), the
 server capped at two arenas ended at 677 MiB against 843, at the same latency (``docs/performance.md``).
+
+Starting to answer builds about 420,000 objects that live as long as the process: modules, the sentence table,
+the fitted decisions. Python's cyclic collector walks the objects it tracks again and again as they are made,
+and each full collection afterwards walks all of them (0.17 s here). :func:`startup_heap` builds them with the
+collector paused and then freezes them (``gc.freeze``) out of its reach; a fresh process answered its first
+question about 0.3 s sooner (``scripts/bench_assistant.py``). Frozen objects are never collected as cycles, so
+:func:`release_startup_heap` thaws them when a reload has let an answerer go.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import gc
 import logging
 import os
+import threading
+from collections.abc import Iterator
 
 log = logging.getLogger("assistant.allocator")
 
@@ -41,3 +52,57 @@ def limit_arenas(arenas: int) -> bool:
         return False
     os.environ[VARIABLE] = str(arenas)  # read by glibc in every process started from here (answer processes)
     return True
+
+
+_heap_lock = threading.Lock()
+_heap_depth = 0
+_heap_was_enabled = True
+_freeze_wanted = False
+_heap_frozen = False
+
+
+@contextlib.contextmanager
+def startup_heap(freeze: bool = True) -> Iterator[None]:
+    """Pause the cyclic collector while long-lived objects are built; freeze them once the outermost block ends.
+
+    Only the first freeze in a process happens (the one that ends a successful start): a later freeze would also
+    catch whatever cyclic garbage was waiting for the collector, and keep it for good. ``freeze=False`` only
+    pauses the collector (an import that an answerer's start follows). Blocks nest, from any thread: the
+    outermost restores the collector as it found it.
+    """
+    global _heap_depth, _heap_was_enabled, _freeze_wanted, _heap_frozen
+    with _heap_lock:
+        if _heap_depth == 0:
+            _heap_was_enabled = gc.isenabled()
+            gc.disable()
+        _heap_depth += 1
+    succeeded = False
+    try:
+        yield
+        succeeded = True
+    finally:
+        with _heap_lock:
+            _heap_depth -= 1
+            _freeze_wanted = _freeze_wanted or (freeze and succeeded)
+            if _heap_depth == 0:
+                if _freeze_wanted and not _heap_frozen:
+                    gc.freeze()
+                    _heap_frozen = True
+                _freeze_wanted = False
+                if _heap_was_enabled:
+                    gc.enable()
+
+
+def release_startup_heap() -> None:
+    """Thaw the frozen start-up objects, collect what is garbage among them, and freeze the rest again.
+
+    For after a reload has retired an answerer: its objects were frozen with the process's start, and cycles
+    among them would otherwise never be freed. The full collection holds the interpreter for a fraction of a
+    second, once per reload.
+    """
+    with _heap_lock:
+        if not _heap_frozen:
+            return
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from threadpoolctl import threadpool_limits
 
+from assistant.allocator import startup_heap
 from assistant.answer import AnswerComposer, CompositionRequest
 from assistant.bank import Bank, bank_dir, load_bank
 from assistant.chain import ChainInput, Turn, answer_chain, finish, retrieval_chain, turn_chain
@@ -281,6 +282,18 @@ class Assistant:
         embeddings: Embeddings | None = None,
         corpus: Corpus | None = None,
         bank: Bank | None = None,
+    ) -> None:
+        with startup_heap():  # what is built here lives as long as the assistant: keep the collector off it
+            self._open(settings, composer, chat_model, embeddings, corpus, bank)
+
+    def _open(
+        self,
+        settings: Settings | None,
+        composer: AnswerComposer | None,
+        chat_model: BaseChatModel | None,
+        embeddings: Embeddings | None,
+        corpus: Corpus | None,
+        bank: Bank | None,
     ) -> None:
         self.settings = settings or load_settings()
         self._embeddings = embeddings or make_embeddings(self.settings)

@@ -186,11 +186,15 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print the Answer as JSON.")] = False,
 ) -> None:
     """Ask one question and print the answer with sources, notices and the disclaimer."""
-    from assistant.assistant import Assistant
+    from assistant.allocator import startup_heap
 
     turns = _read_history(history)
     try:
-        answer = Assistant(_settings()).ask(question, turns)
+        with startup_heap():
+            from assistant.assistant import Assistant
+
+            assistant = Assistant(_settings())
+        answer = assistant.ask(question, turns)
     except AssistantError as error:
         raise _fail(error) from None
     if as_json:
@@ -212,7 +216,10 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the chat UI, the help widget and the HTTP API on one server."""
-    from assistant.server import run_server
+    from assistant.allocator import startup_heap
+
+    with startup_heap(freeze=False):  # the web stack's modules; the answerer's start freezes them with its own
+        from assistant.server import run_server
 
     try:
         run_server(_settings(), host=host, port=port, workers=workers)

@@ -47,9 +47,12 @@ class AnswerProcessLostError(AssistantError):
 def _start(settings: Settings) -> None:
     """In an answer process: open the index and fit or load the decisions."""
     global _assistant
-    from assistant.assistant import Assistant
+    from assistant.allocator import startup_heap
 
-    _assistant = Assistant(settings)
+    with startup_heap():
+        from assistant.assistant import Assistant
+
+        _assistant = Assistant(settings)
 
 
 def _index_info() -> dict[str, Any]:

@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from assistant.allocator import release_startup_heap, startup_heap
 from assistant.brief import Brief, build_brief, conversation, earlier_answer_ids
 from assistant.corpus import Corpus, load_corpus
 from assistant.deferred import CHAT_FAILED, CHAT_STARTING
@@ -59,6 +60,14 @@ LOAD_FAILED = (
     "The assistant could not start; the server's log says why. It tries again by itself; if this stays, tell the "
     "site's owner."
 )
+
+
+def _retire(retiring: list[Serving], timeout: float) -> None:
+    """Let a replaced answerer finish its requests and stop, then free it: its objects were frozen at start-up."""
+    serving = retiring.pop()
+    serving.retire(timeout)
+    del serving
+    release_startup_heap()
 
 
 def _keeping(old: Serving | None) -> str:
@@ -200,10 +209,11 @@ class AssistantService:
             from assistant.pool import AnswerPool
 
             return AnswerPool(self.settings, self.settings.workers)
-        from assistant.assistant import Assistant
+        with startup_heap():
+            from assistant.assistant import Assistant
 
-        # The corpus is read again: a reload answers from the corpus the live build was made from.
-        return Assistant(self.settings)
+            # The corpus is read again: a reload answers from the corpus the live build was made from.
+            return Assistant(self.settings)
 
     def reload(self, reason: str) -> None:
         """Build a new answerer from the current live build in the background, then swap it in.
@@ -258,7 +268,8 @@ class AssistantService:
                 "Answering from build %s (%s; %d answer process(es))", serving.build_id, reason, self.settings.workers
             )
         if old is not None:
-            threading.Thread(target=old.retire, args=(SLOT_WAIT_SECONDS * 2,), daemon=True).start()
+            retiring, old = [old], None  # the thread alone holds it, so that it can let it go
+            threading.Thread(target=_retire, args=(retiring, SLOT_WAIT_SECONDS * 2), daemon=True).start()
         return True
 
     def _check_fresh(self) -> None:

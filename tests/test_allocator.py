@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from types import ModuleType
 
 import pytest
 
@@ -68,3 +70,74 @@ def test_a_cap_already_in_the_environment_is_kept() -> None:
 def test_zero_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(VARIABLE, raising=False)
     assert limit_arenas(0) is False and VARIABLE not in os.environ
+
+
+# -- the cyclic collector at start-up ---------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_heap(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """A process that has not frozen its start-up heap yet; whatever the test freezes is thawed after."""
+    import gc
+
+    from assistant import allocator
+
+    monkeypatch.setattr(allocator, "_heap_frozen", False)
+    yield allocator
+    gc.unfreeze()
+    assert gc.isenabled()
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.me = self  # a reference cycle: only the cyclic collector frees it
+
+
+def test_the_collector_is_paused_in_a_start_and_restored_by_the_outermost_block(fresh_heap: ModuleType) -> None:
+    import gc
+
+    from assistant.allocator import startup_heap
+
+    assert gc.isenabled()
+    with startup_heap(freeze=False):
+        assert not gc.isenabled()
+        with startup_heap(freeze=False):
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the inner block's end leaves it paused
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_start_that_fails_freezes_nothing_and_the_first_that_succeeds_freezes_once(fresh_heap: ModuleType) -> None:
+    import gc
+
+    from assistant.allocator import startup_heap
+
+    with pytest.raises(RuntimeError), startup_heap():
+        raise RuntimeError("the index is damaged")
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
+    with startup_heap():
+        built = [_Node() for _ in range(100)]
+    frozen = gc.get_freeze_count()
+    assert frozen >= 100
+    with startup_heap():
+        more = [_Node() for _ in range(100)]  # a later start (a reload): not frozen, its garbage stays collectable
+    assert gc.get_freeze_count() == frozen
+    del built, more
+
+
+def test_a_released_heap_frees_the_cycles_frozen_with_the_start(fresh_heap: ModuleType) -> None:
+    import gc
+    import weakref
+
+    from assistant.allocator import release_startup_heap, startup_heap
+
+    with startup_heap():
+        node = _Node()
+    gone = weakref.ref(node)
+    del node
+    gc.collect()
+    assert gone() is not None  # frozen: the collector no longer looks at it (a retired answerer would stay)
+    release_startup_heap()
+    assert gone() is None
+    assert gc.get_freeze_count() > 0  # what is still alive is frozen again
