@@ -193,8 +193,8 @@ def ask(
         with startup_heap():
             from assistant.assistant import Assistant
 
-            assistant = Assistant(_settings())
-        answer = assistant.ask(question, turns)
+            answerer = Assistant(_settings())
+        answer = answerer.ask(question, turns)
     except AssistantError as error:
         raise _fail(error) from None
     if as_json:

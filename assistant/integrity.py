@@ -76,6 +76,8 @@ def verify_decisions(path: Path) -> str | None:
         report = json.loads((path / DECISIONS_REPORT).read_text(encoding="utf-8"))
         digest = report.get("model_sha256") if isinstance(report, dict) else None
         model = report.get("model_file", LEGACY_DECISIONS_MODEL) if isinstance(report, dict) else DECISIONS_MODEL
+        if model not in (DECISIONS_MODEL, LEGACY_DECISIONS_MODEL):
+            return f"decisions/{path.name}/{DECISIONS_REPORT} names no known model file"
         if digest is not None and sha256_file(path / str(model)) != digest:
             return f"decisions/{path.name}/{model} does not match its checksum"
     except OSError as error:
@@ -83,6 +85,15 @@ def verify_decisions(path: Path) -> str | None:
     except ValueError:
         return f"decisions/{path.name}/{DECISIONS_REPORT} is not JSON"
     return None
+
+
+def decisions_model_file(path: Path) -> str:
+    """The model file the report in ``path`` vouches for (the joblib file for a report that names none)."""
+    try:
+        report = json.loads((path / DECISIONS_REPORT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return DECISIONS_MODEL  # verify_decisions says what is wrong with it
+    return str(report.get("model_file", LEGACY_DECISIONS_MODEL)) if isinstance(report, dict) else DECISIONS_MODEL
 
 
 def verify_build_decisions(build: IndexBuild) -> str | None:

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from assistant.integrity import DECISIONS_MODEL, DECISIONS_REPORT, LEGACY_DECISIONS_MODEL, verify_decisions
+from assistant.integrity import (
+    DECISIONS_MODEL,
+    DECISIONS_REPORT,
+    LEGACY_DECISIONS_MODEL,
+    decisions_model_file,
+    verify_decisions,
+)
 
 
 def _stored(folder: Path, name: str, report: dict[str, object], content: bytes = b"fitted") -> Path:
@@ -41,3 +47,20 @@ def test_a_missing_decisions_file_is_damage(tmp_path: Path, missing: str) -> Non
     folder = _stored(tmp_path / "k", DECISIONS_MODEL, {"model_file": DECISIONS_MODEL, "model_sha256": _sha(b"fitted")})
     (folder / missing).unlink()
     assert verify_decisions(folder) is not None
+
+
+def test_a_report_naming_a_file_of_its_own_choosing_is_damage(tmp_path: Path) -> None:
+    folder = _stored(tmp_path / "k", DECISIONS_MODEL, {"model_file": "../../elsewhere", "model_sha256": _sha(b"x")})
+    assert verify_decisions(folder) == f"decisions/k/{DECISIONS_REPORT} names no known model file"
+
+
+def test_decisions_are_only_read_from_the_file_their_checksum_vouches_for(tmp_path: Path) -> None:
+    # A legacy report vouches for the joblib file; a pickle beside it was never checked, so it is not read.
+    from assistant.decisions.store import load_decisions
+    from assistant.errors import IndexNotReadyError
+
+    folder = _stored(tmp_path / "old", LEGACY_DECISIONS_MODEL, {"model_sha256": _sha(b"fitted")})
+    (folder / DECISIONS_MODEL).write_bytes(b"not checked")
+    assert decisions_model_file(folder) == LEGACY_DECISIONS_MODEL
+    with pytest.raises(IndexNotReadyError, match="another format by an earlier release"):
+        load_decisions(folder)

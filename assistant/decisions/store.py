@@ -40,7 +40,7 @@ from assistant.decisions.models import Decisions
 from assistant.decisions.training import TRAINER_VERSION, Trainer
 from assistant.errors import IndexNotReadyError
 from assistant.index import SNAPSHOT, IndexBuild, build_lock, sha256_file
-from assistant.integrity import DECISIONS_MODEL, DECISIONS_REPORT, verify_decisions
+from assistant.integrity import DECISIONS_MODEL, DECISIONS_REPORT, decisions_model_file, verify_decisions
 from assistant.requests_filter import fingerprint as request_data_fingerprint
 from assistant.requests_filter import load_messages
 from assistant.sentences import SentenceTable
@@ -120,6 +120,11 @@ def load_decisions(path: Path) -> Decisions:
         raise IndexNotReadyError(
             "The fitted decisions are damaged: they do not match the checksum recorded when they were fitted. "
             "Run 'assistant index --force'."
+        )
+    if decisions_model_file(path) != MODEL_FILE:  # the checksum vouched for another file than the one read here
+        raise IndexNotReadyError(
+            f"The fitted decisions in {path.name} were stored in another format by an earlier release. "
+            "Run 'assistant index --retrain'."
         )
     try:
         # The standard library's unpickler, in C: joblib's is written in Python and took 0.2-0.3 s of every
