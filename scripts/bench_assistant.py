@@ -165,7 +165,7 @@ def main() -> None:
             colds[backend].append(cold(backend, indexes[backend]))
 
     med = statistics.median
-    builds = f"serving only, on {args.index_dir}" if args.index_dir else f"{args.build_runs} builds of each kind"
+    builds = f"serving only, on {args.index_dir}" if args.index_dir else f"{args.build_runs} build(s) of each kind"
     table = Table(title=f"Embedding runtimes (medians; {args.runs} runs, {builds})")
     table.add_column("measure")
     for backend in BACKENDS:
