@@ -75,7 +75,7 @@ def verify_decisions(path: Path) -> str | None:
     try:
         report = json.loads((path / DECISIONS_REPORT).read_text(encoding="utf-8"))
         digest = report.get("model_sha256") if isinstance(report, dict) else None
-        model = report.get("model_file", LEGACY_DECISIONS_MODEL) if isinstance(report, dict) else DECISIONS_MODEL
+        model = _named_model(report)
         if model not in (DECISIONS_MODEL, LEGACY_DECISIONS_MODEL):
             return f"decisions/{path.name}/{DECISIONS_REPORT} names no known model file"
         if digest is not None and sha256_file(path / str(model)) != digest:
@@ -93,6 +93,11 @@ def decisions_model_file(path: Path) -> str:
         report = json.loads((path / DECISIONS_REPORT).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return DECISIONS_MODEL  # verify_decisions says what is wrong with it
+    return _named_model(report)
+
+
+def _named_model(report: object) -> str:
+    """The model file a parsed report names; a report from before it named one vouches for the joblib file."""
     return str(report.get("model_file", LEGACY_DECISIONS_MODEL)) if isinstance(report, dict) else DECISIONS_MODEL
 
 
