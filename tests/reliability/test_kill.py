@@ -69,31 +69,71 @@ def test_killing_the_server_mid_request_keeps_acknowledged_feedback(
 ) -> None:
     index_dir = copy_index(built, tmp_path / "index")
     server = server_on(index_dir, "first")
-    given = httpx.post(f"{server.url}/api/ask", json={"question": QUESTION}, timeout=60)
-    assert given.status_code == 200
-    answer_id = given.json()["answer_id"]
-    vote = {"answer_id": answer_id, "vote": "down", "comment": "kept across a kill"}
+
+    def answer_id() -> str:
+        given = httpx.post(f"{server.url}/api/ask", json={"question": QUESTION}, timeout=60)
+        assert given.status_code == 200
+        return str(given.json()["answer_id"])
+
+    kept_id = answer_id()
+    vote = {"answer_id": kept_id, "vote": "down", "comment": "kept across a kill"}
     acknowledged = httpx.post(f"{server.url}/api/feedback", json=vote, timeout=30)
     assert acknowledged.status_code == 200 and acknowledged.json()["saved"] is True
 
+    # Until the kill, six clients ask without pause and two re-vote without pause, each on an answer of its own,
+    # numbering their comments. The server is killed once it has answered and saved a good many of them, so
+    # requests of both kinds are in flight when it dies.
+    revoted = [answer_id() for _ in range(2)]
+    last_saved = dict.fromkeys(revoted, -1)
     outcomes: list[str] = []
+    answered = threading.Semaphore(0)
 
     def ask() -> None:
-        try:
-            httpx.post(f"{server.url}/api/ask", json={"question": QUESTION}, timeout=30)
-            outcomes.append("answered")
-        except httpx.HTTPError:
-            outcomes.append("cut off")
+        while True:
+            try:
+                given = httpx.post(f"{server.url}/api/ask", json={"question": QUESTION}, timeout=30)
+            except httpx.ConnectError:
+                outcomes.append("refused")  # asked after the server died
+                return
+            except httpx.HTTPError:
+                outcomes.append("cut off")
+                return
+            if given.status_code != 200:
+                outcomes.append(f"status {given.status_code}")
+                return
+            answered.release()
 
-    threads = [threading.Thread(target=ask) for _ in range(8)]
+    def revote(answer: str) -> None:
+        for n in range(1_000_000):
+            try:
+                saved = httpx.post(
+                    f"{server.url}/api/feedback",
+                    json={"answer_id": answer, "vote": "up" if n % 2 else "down", "comment": f"vote {n}"},
+                    timeout=30,
+                )
+            except httpx.HTTPError:
+                return
+            if saved.status_code != 200 or saved.json()["saved"] is not True:
+                outcomes.append(f"vote status {saved.status_code}")
+                return
+            last_saved[answer] = n
+            answered.release()
+
+    threads = [threading.Thread(target=ask) for _ in range(6)] + [
+        threading.Thread(target=revote, args=(a,)) for a in revoted
+    ]
     for thread in threads:
         thread.start()
-    time.sleep(0.1)  # requests in flight
+    for _ in range(40):
+        assert answered.acquire(timeout=60), "the server stopped answering before it was killed"
     assert server.process is not None
     killpg(server.process)
     for thread in threads:
         thread.join(60)
-    assert "cut off" in outcomes and not alive(server)
+    assert not any(thread.is_alive() for thread in threads) and not alive(server)
+    assert set(outcomes) <= {"cut off", "refused"}, outcomes  # every request before the kill was served
+    assert "cut off" in outcomes, outcomes  # at least one question was in flight when the server died
+    assert min(last_saved.values()) >= 0, last_saved
 
     restarted = server_on(index_dir, "second")  # the same data folder
     health = httpx.get(f"{restarted.url}/api/health", timeout=30).json()
@@ -101,10 +141,14 @@ def test_killing_the_server_mid_request_keeps_acknowledged_feedback(
     assert check_live(index_dir).problem is None
     store = open_store(Settings(_env_file=None, index_dir=index_dir, data_dir=tmp_path / "data"))  # type: ignore[call-arg]
     try:
-        kept = store.get_feedback(answer_id)
+        kept = store.get_feedback(kept_id)
+        latest = {a: store.get_feedback(a) for a in revoted}
     finally:
         store.close()
     assert kept is not None and (kept.vote, kept.comment) == ("down", "kept across a kill")
+    for answer, record in latest.items():  # the last acknowledged vote, or one sent after it and cut off
+        assert record is not None and record.comment is not None, answer
+        assert int(record.comment.removeprefix("vote ")) >= last_saved[answer], (record.comment, last_saved)
     again = httpx.post(f"{restarted.url}/api/feedback", json={**vote, "vote": "up"}, timeout=30)
     assert again.status_code == 200  # the answer given before the kill is still known
     answer = httpx.post(f"{restarted.url}/api/ask", json={"question": QUESTION}, timeout=60)
