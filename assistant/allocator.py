@@ -1,10 +1,15 @@
-"""How a serving process holds its memory: glibc's malloc arenas, and Python's cyclic collector at start-up.
+"""How a serving process holds its memory: glibc's malloc arenas and their free pages, and Python's cyclic collector
+at start-up.
 
 glibc gives each new thread that allocates its own malloc arena, up to eight per core, and returns little of
 their freed memory to the system. The server runs many threads (uvicorn's, Gradio's, the answer slots), so its
 resident memory kept rising through a long soak although the Python heap, traced, stayed bounded. In a
 25-minute soak at the design load beside an uncapped server (same code, same questions, at the same time), the
 server capped at two arenas ended at 677 MiB against 843, at the same latency (``docs/performance.md``).
+
+Within an arena, glibc returns pages to the system only from the top of each heap: pages freed in the middle
+(a finished request's buffers beside a session that lives on) stay resident. :class:`HeapTrimmer` asks it every
+so often to return every wholly free page (``malloc_trim``).
 
 Starting to answer builds about 420,000 objects that live as long as the process: modules, the sentence table,
 the fitted decisions. Python's cyclic collector walks the objects it tracks again and again as they are made,
@@ -52,6 +57,64 @@ def limit_arenas(arenas: int) -> bool:
         return False
     os.environ[VARIABLE] = str(arenas)  # read by glibc in every process started from here (answer processes)
     return True
+
+
+_libc: ctypes.CDLL | None = None
+_libc_looked = False
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (it has ``malloc_trim``), else None; looked up once."""
+    global _libc, _libc_looked
+    if not _libc_looked:
+        _libc_looked = True
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c"))
+            libc.malloc_trim.argtypes = [ctypes.c_size_t]
+            libc.malloc_trim.restype = ctypes.c_int
+            _libc = libc
+        except (OSError, TypeError, AttributeError):
+            log.info("No glibc malloc_trim here; freed C memory is returned as the C library decides")
+    return _libc
+
+
+def trim_heap() -> bool:
+    """Return every wholly free page of every malloc arena to the system; True when some memory was returned.
+
+    ``malloc_trim(0)`` walks the arenas' free chunks (holding each arena's lock for the walk: milliseconds here)
+    and releases their whole pages, wherever in a heap they are. ctypes lets go of the GIL for the call.
+    """
+    libc = _glibc()
+    return bool(libc.malloc_trim(0)) if libc is not None else False
+
+
+class HeapTrimmer:
+    """A daemon thread that calls :func:`trim_heap` every ``interval`` seconds (0: never) until stopped."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.trims = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> bool:
+        """Start trimming; False when the interval is 0 or the C library cannot trim."""
+        if self.interval <= 0 or _glibc() is None or self._thread is not None:
+            return False
+        self._thread = threading.Thread(target=self._run, name="assistant-heap-trim", daemon=True)
+        self._thread.start()
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            trim_heap()
+            self.trims += 1
+
+    def stop(self) -> None:
+        """Stop the thread (at most one trim still running) and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 _heap_lock = threading.Lock()

@@ -47,12 +47,13 @@ class AnswerProcessLostError(AssistantError):
 def _start(settings: Settings) -> None:
     """In an answer process: open the index and fit or load the decisions."""
     global _assistant
-    from assistant.allocator import startup_heap
+    from assistant.allocator import HeapTrimmer, startup_heap
 
     with startup_heap():
         from assistant.assistant import Assistant
 
         _assistant = Assistant(settings)
+    HeapTrimmer(settings.malloc_trim_seconds).start()  # a daemon thread: it ends with the process
 
 
 def _index_info() -> dict[str, Any]:

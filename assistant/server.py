@@ -25,7 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from assistant.allocator import limit_arenas
+from assistant.allocator import HeapTrimmer, limit_arenas
 from assistant.api import BUILD_HEADER, ErrorResponse, build_router, install_error_handlers
 from assistant.corpus import load_corpus
 from assistant.deferred import DeferredApp
@@ -295,4 +295,10 @@ def run_server(
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=",".join(settings.trusted_proxies) or "",
     )
-    uvicorn.Server(config).run()
+    trimmer = HeapTrimmer(settings.malloc_trim_seconds)
+    if trimmer.start():
+        log.info("Free malloc pages returned to the system every %g s", settings.malloc_trim_seconds)
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        trimmer.stop()

@@ -227,6 +227,13 @@ class Settings(BaseSettings):
         "default of eight per core. Two: in a 25-minute soak beside an uncapped server, the capped one's RSS ended at "
         "677 MiB against 843, at the same latency (docs/performance.md).",
     )
+    malloc_trim_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds between asking glibc to return the free pages inside its arenas to the system "
+        "(malloc_trim), in the server and in each answer process; 0 never asks. A trim takes milliseconds; "
+        "what it saves over a long soak is in docs/performance.md.",
+    )
     decisions: DecisionSettings = Field(
         default_factory=DecisionSettings, description="How the learned decisions are fitted."
     )

@@ -1,16 +1,18 @@
-"""The malloc arena cap, observed in glibc's own accounting of a process whose threads allocate at once."""
+"""The malloc arena cap and the heap trim, observed in glibc's own accounting and in a process's resident memory;
+the cyclic collector's pause and freeze at start-up."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from types import ModuleType
 
 import pytest
 
-from assistant.allocator import VARIABLE, limit_arenas
+from assistant.allocator import VARIABLE, HeapTrimmer, limit_arenas
 
 SCRIPT = """
 import ctypes, os, sys, tempfile, threading
@@ -70,6 +72,55 @@ def test_a_cap_already_in_the_environment_is_kept() -> None:
 def test_zero_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(VARIABLE, raising=False)
     assert limit_arenas(0) is False and VARIABLE not in os.environ
+
+
+# -- giving freed pages back ----------------------------------------------------------------------------
+
+TRIM_SCRIPT = """
+import os
+from assistant.allocator import trim_heap
+
+def resident():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+blocks = [bytes(2000) + bytes([i % 256]) for i in range(60_000)]  # about 120 MB from malloc (past pymalloc's 512)
+filled = resident()
+kept = blocks[::32]  # one block in 32 lives on, so the freed ones lie between live ones, not at the heap's top
+del blocks
+freed = resident()
+trimmed = trim_heap()
+print(filled, freed, resident(), trimmed)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_a_trim_gives_back_pages_freed_between_live_blocks() -> None:
+    done = subprocess.run([sys.executable, "-c", TRIM_SCRIPT], capture_output=True, text=True, check=True)
+    filled, freed, after, trimmed = done.stdout.split()
+    released = 60_000 * 2000 * 31 // 32
+    assert int(freed) > int(filled) - released // 2  # freeing alone left most of the pages resident
+    assert int(freed) - int(after) > released // 2 and trimmed == "True"  # the trim returned most of them
+
+
+def test_the_trimmer_trims_every_interval_until_stopped() -> None:
+    trimmer = HeapTrimmer(0.02)
+    assert trimmer.start() is (sys.platform.startswith("linux"))
+    if trimmer._thread is not None:
+        deadline = time.monotonic() + 30
+        while trimmer.trims < 3:
+            assert time.monotonic() < deadline, "the trimmer never trimmed three times"
+            time.sleep(0.01)
+    trimmer.stop()
+    assert trimmer._thread is None or not trimmer._thread.is_alive()
+    trims = trimmer.trims
+    time.sleep(0.1)
+    assert trimmer.trims == trims
+
+
+def test_an_interval_of_zero_starts_no_trimmer() -> None:
+    trimmer = HeapTrimmer(0)
+    assert trimmer.start() is False and trimmer._thread is None
 
 
 # -- the cyclic collector at start-up ---------------------------------------------------------------
