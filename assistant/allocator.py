@@ -1,5 +1,4 @@
-"""How a serving process holds its memory: glibc's malloc arenas and their free pages, and Python's cyclic collector
-at start-up.
+"""How a serving process holds its memory: malloc's arenas and free pages, and the cyclic collector at start-up.
 
 glibc gives each new thread that allocates its own malloc arena, up to eight per core, and returns little of
 their freed memory to the system. The server runs many threads (uvicorn's, Gradio's, the answer slots), so its
@@ -28,6 +27,7 @@ import gc
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 
 log = logging.getLogger("assistant.allocator")
@@ -94,6 +94,8 @@ class HeapTrimmer:
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self.trims = 0
+        self.longest = 0.0
+        """Seconds the longest trim took (each new longest is logged)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -107,8 +109,18 @@ class HeapTrimmer:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            trim_heap()
+            started = time.perf_counter()
+            returned = trim_heap()
+            took = time.perf_counter() - started
             self.trims += 1
+            if took > self.longest:
+                self.longest = took
+                log.info(
+                    "Heap trim %d took %.1f ms (%s), the longest yet",
+                    self.trims,
+                    took * 1000,
+                    "memory returned" if returned else "nothing to return",
+                )
 
     def stop(self) -> None:
         """Stop the thread (at most one trim still running) and wait for it."""
