@@ -231,8 +231,9 @@ class Settings(BaseSettings):
         default=60.0,
         ge=0,
         description="Seconds between asking glibc to return the free pages inside its arenas to the system "
-        "(malloc_trim), in the server and in each answer process; 0 never asks. A trim takes milliseconds; "
-        "what it saves over a long soak is in docs/performance.md.",
+        "(malloc_trim), in the server and in each answer process; 0 never asks. In a 50-minute soak beside an "
+        "untrimmed server, every 60 s ended 49 MiB lower and rose 0.16 MiB a minute in its last quarter against "
+        "0.94; a trim held the arenas 18-54 ms (docs/performance.md).",
     )
     decisions: DecisionSettings = Field(
         default_factory=DecisionSettings, description="How the learned decisions are fitted."
