@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
 import os
@@ -45,37 +46,27 @@ def limit_arenas(arenas: int) -> bool:
     """
     if arenas <= 0 or VARIABLE in os.environ:
         return False
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, TypeError, AttributeError):
+    libc = _glibc()
+    if libc is None:
         log.info("No glibc mallopt here; malloc arenas left as they are")
         return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    if not mallopt(M_ARENA_MAX, arenas):
+    if not libc.mallopt(M_ARENA_MAX, arenas):
         return False
     os.environ[VARIABLE] = str(arenas)  # read by glibc in every process started from here (answer processes)
     return True
 
 
-_libc: ctypes.CDLL | None = None
-_libc_looked = False
-
-
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
-    """The C library when it is glibc (it has ``malloc_trim``), else None; looked up once."""
-    global _libc, _libc_looked
-    if not _libc_looked:
-        _libc_looked = True
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c"))
-            libc.malloc_trim.argtypes = [ctypes.c_size_t]
-            libc.malloc_trim.restype = ctypes.c_int
-            _libc = libc
-        except (OSError, TypeError, AttributeError):
-            log.info("No glibc malloc_trim here; freed C memory is returned as the C library decides")
-    return _libc
+    """The C library when it is glibc (it has ``mallopt`` and ``malloc_trim``), else None; looked up once."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        libc.malloc_trim.restype = ctypes.c_int
+    except (OSError, TypeError, AttributeError):
+        return None
+    return libc
 
 
 def trim_heap() -> bool:
