@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from collections import Counter, OrderedDict
@@ -10,11 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-import sklearn
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
-from langchain_core.language_models import BaseChatModel
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable
 from rich.console import Console
@@ -64,7 +61,9 @@ from assistant.sentences import SentenceTable
 from assistant.settings import Settings, load_settings
 from assistant.tokens import words
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # a chat model is only ever passed in; importing its base class costs 0.3 s of every start
+    from langchain_core.language_models import BaseChatModel
+
     from assistant.index_server import Version
 
 _console = Console(stderr=True)
@@ -250,24 +249,12 @@ def open_published(
         published = sorted(p.name for p in (build.path / "decisions").glob("*") if p.is_dir())
         raise IndexNotReadyError(
             f"Build {version.build_id} in the index server holds decisions fitted for another question bank, "
-            f"trainer, decision settings or scikit-learn ({', '.join(published) or 'none'}; this server needs "
+            f"trainer or decision settings ({', '.join(published) or 'none'}; this server needs "
             f"{path.name}). Publish it again with 'assistant index' from this release, or serve it with the "
             "release that published it."
         )
     report = json.loads((path / REPORT_FILE).read_text(encoding="utf-8"))
     return Engine(build, table, views, bank, load_decisions(path), report, served)
-
-
-def _trusted_inputs() -> contextlib.AbstractContextManager[None]:
-    """scikit-learn without its per-call input checks, for this thread only.
-
-    The fitted decisions only ever see matrices the assistant's own feature code builds (finite, of the fitted
-    shape); the checks cost about 1 ms a question (scripts/bench_assistant.py).
-    """
-    context: contextlib.AbstractContextManager[None] = sklearn.config_context(
-        assume_finite=True, skip_parameter_validation=True
-    )
-    return context
 
 
 class Assistant:
@@ -419,8 +406,7 @@ class Assistant:
     def check_input(self, turn: Turn) -> Turn:
         """Validate and clean the question and the history; bad input ends the turn with a reply saying why."""
         learned = self.decisions.requests.split if self.settings.request_filter == "learned" else None
-        with _trusted_inputs():  # the learned filter's TF-IDF sees only the text cleaned by check_question
-            checked = check_question(turn.question, self.settings.max_question_chars, learned)
+        checked = check_question(turn.question, self.settings.max_question_chars, learned)
         turn = replace(turn, checked=checked)
         if checked.problem is not None:
             return finish(turn, self._reply(checked.message, problem=checked.problem))
@@ -433,8 +419,7 @@ class Assistant:
 
     def situation(self, turn: Turn) -> Turn:
         """Whose situation the conversation tells; a message with nothing left to answer ends here."""
-        with _trusted_inputs():
-            fired, about = self.situations(clean_text(turn.question), user_messages(turn.turns))
+        fired, about = self.situations(clean_text(turn.question), user_messages(turn.turns))
         turn = replace(
             turn, situations=tuple(fired), about=frozenset(about), escalations=tuple(self._escalations(fired, about))
         )
@@ -449,16 +434,14 @@ class Assistant:
     def standalone_question(self, turn: Turn) -> Turn:
         """The question as the decisions read it: with the earlier turns it follows up on."""
         question = turn.checked.question if turn.checked is not None else clean_text(turn.question)
-        with _trusted_inputs():
-            view = self._view(question, list(turn.turns))
+        view = self._view(question, list(turn.turns))
         return replace(turn, view=view)
 
     def retrieve(self, turn: Turn) -> Turn:
         """Rank the corpus sentences (and so the passages) for the question, and judge whether it is covered."""
         if turn.view is None:
             raise ValueError("retrieve needs the standalone question; run the 'standalone_question' step first.")
-        with _trusted_inputs():
-            judgement = self._judgement(turn.view, sorted(turn.about))
+        judgement = self._judgement(turn.view, sorted(turn.about))
         context = passages(self.table, judgement.ranking, self.settings.context_passages)
         return replace(turn, judgement=judgement, context=tuple(context))
 
@@ -469,8 +452,7 @@ class Assistant:
         bullets = tuple(self._bullets[t] for t in ESCALATION_TRIGGER_IDS if t in turn.about)
         request = CompositionRequest(turn.view, turn.judgement, bullets, turn.context)
         try:
-            with _trusted_inputs():
-                composition = self._composer.compose(request)
+            composition = self._composer.compose(request)
         except AssistantError as error:
             return finish(turn, self._reply(str(error)))
         return replace(turn, composition=composition)

@@ -26,12 +26,11 @@ from importlib import resources
 import numpy as np
 import yaml
 from scipy import sparse
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 from assistant.decisions.neighbours import Votes
+from assistant.frozen import Tfidf, freeze
 from assistant.sentences import SentenceTable
 from assistant.stacking import hstack_rows
-from assistant.tfidf import tfidf_rows
 
 TFIDF_MIN_DF = 2
 """A word or character n-gram must occur in two bank messages to become a feature: one-off n-grams only
@@ -70,20 +69,23 @@ questions being answered at once, with room to spare (each row is a few kilobyte
 class TextVectorizer:
     """TF-IDF over word uni- and bigrams and character 2-4-grams of the message, fitted on the bank."""
 
-    def __init__(self) -> None:
-        self._words = TfidfVectorizer(ngram_range=(1, 2), min_df=TFIDF_MIN_DF, sublinear_tf=True, lowercase=True)
-        self._chars = TfidfVectorizer(
-            analyzer="char_wb", ngram_range=(2, 4), min_df=TFIDF_MIN_DF, sublinear_tf=True, lowercase=True
-        )
+    _words: Tfidf
+    _chars: Tfidf
 
     def fit(self, texts: Sequence[str]) -> TextVectorizer:
-        """Learn the vocabulary and weights from the bank's messages."""
-        self._words.fit(texts)
-        self._chars.fit(texts)
+        """Learn the vocabulary and weights from the bank's messages (with scikit-learn), and keep them frozen."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        words = TfidfVectorizer(ngram_range=(1, 2), min_df=TFIDF_MIN_DF, sublinear_tf=True, lowercase=True)
+        chars = TfidfVectorizer(
+            analyzer="char_wb", ngram_range=(2, 4), min_df=TFIDF_MIN_DF, sublinear_tf=True, lowercase=True
+        )
+        self._words = freeze(words.fit(texts))
+        self._chars = freeze(chars.fit(texts))
         return self
 
     def _transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
-        return hstack_rows([tfidf_rows(self._words, texts), tfidf_rows(self._chars, texts)])
+        return hstack_rows([self._words.transform(texts), self._chars.transform(texts)])
 
     def transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
         """Rows of word and character n-gram weights.

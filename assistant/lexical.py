@@ -3,7 +3,7 @@
 ``rank_bm25`` (the lexical baseline) loops over documents in Python for every
 query term; the ranker scores the whole corpus for every question, and the
 trainer for every question of the bank at once, so the term weights are
-precomputed here with scikit-learn's vectoriser and scipy.
+precomputed here as one SciPy sparse matrix.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import sparse
-from sklearn.feature_extraction.text import CountVectorizer
 
 from assistant.tokens import content_tokens
 
@@ -22,16 +21,19 @@ B = 0.75
 """BM25's length normalisation, the usual default; not tuned here."""
 
 
-def _identity(tokens: list[str]) -> list[str]:
-    return tokens
-
-
 class BM25Index:
     """BM25 weights of every term in every text; ``scores`` rates all texts against queries at once."""
 
     def __init__(self, texts: Sequence[str]) -> None:
-        self._vectorizer = CountVectorizer(analyzer=_identity)
-        counts = sparse.csr_matrix(self._vectorizer.fit_transform([content_tokens(t) for t in texts]), dtype=float)
+        tokens = [content_tokens(t) for t in texts]
+        self.vocabulary = {term: column for column, term in enumerate(sorted({t for terms in tokens for t in terms}))}
+        """Each term's column, terms in sorted order."""
+        rows = np.repeat(np.arange(len(texts)), [len(terms) for terms in tokens])
+        columns = np.fromiter((self.vocabulary[t] for terms in tokens for t in terms), dtype=np.intp, count=len(rows))
+        # Repeated (row, column) pairs are summed: term counts, as floats for the weights below.
+        counts = sparse.csr_matrix(
+            (np.ones(len(rows)), (rows, columns)), shape=(len(texts), len(self.vocabulary)), dtype=float
+        )
         lengths = np.asarray(counts.sum(axis=1)).ravel()
         average = float(lengths.mean()) if len(lengths) else 1.0
         frequency = np.asarray((counts > 0).sum(axis=0)).ravel()
@@ -49,7 +51,7 @@ class BM25Index:
         the sparse product). A question has a handful of terms; this skips building a sparse matrix per query,
         which cost more than the sums (about 1 ms a question, ``docs/performance.md``).
         """
-        vocabulary = self._vectorizer.vocabulary_
+        vocabulary = self.vocabulary
         weights = self._weights
         out = np.zeros((len(queries), weights.shape[1]))
         for row, query in zip(out, queries, strict=True):
@@ -60,4 +62,4 @@ class BM25Index:
 
     def knows(self, token: str) -> bool:
         """Whether the texts use this (stemmed) token at all."""
-        return token in self._vectorizer.vocabulary_
+        return token in self.vocabulary

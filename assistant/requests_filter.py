@@ -32,15 +32,10 @@ from typing import Literal
 
 import numpy as np
 import sentencex
-from joblib import Parallel, delayed
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from scipy.special import expit
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GroupKFold
 
 from assistant.errors import DatasetError
-from assistant.tfidf import tfidf_rows
+from assistant.frozen import Logistic, Tfidf, freeze
 
 Label = Literal["assistant", "question"]
 _CLAUSE = re.compile(r"(?<=:)\s+")
@@ -167,19 +162,20 @@ def labelled_pieces(messages: Sequence[LabelledMessage]) -> tuple[list[str], np.
 class RequestFilter:
     """The fitted classifier and its threshold; ``split`` keeps a message's question and drops the rest."""
 
-    vectorizer: TfidfVectorizer
-    model: LogisticRegression
+    vectorizer: Tfidf
+    model: Logistic
     threshold: float
     report: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.vectorizer = freeze(self.vectorizer)
+        self.model = freeze(self.model)
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
         """Probability that each piece is aimed at the assistant."""
         if not texts:
             return np.zeros(0)
-        # The vectorizer's and the logistic regression's own arithmetic, without the per-call checks that cost
-        # more than it (assistant.tfidf, and predict_proba's).
-        margin = tfidf_rows(self.vectorizer, texts) @ self.model.coef_[0] + self.model.intercept_[0]
-        return np.asarray(expit(margin))
+        return self.model.positive(self.vectorizer.transform(texts))
 
     def split(self, text: str) -> tuple[str, bool]:
         """The message without its pieces aimed at the assistant (joined by spaces), and whether there were any."""
@@ -191,6 +187,9 @@ class RequestFilter:
 
 
 def _fit(texts: Sequence[str], targets: np.ndarray, ngrams: tuple[int, int], c: float) -> RequestFilter:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
     vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=ngrams, min_df=2, sublinear_tf=True)
     matrix = vectorizer.fit_transform(list(texts))
     model = LogisticRegression(C=c, max_iter=5000, class_weight="balanced").fit(matrix, targets)
@@ -233,6 +232,9 @@ def fit_request_filter(
     ask); they are in every fold's training and testing like the rest, and in the training of the cross-author
     figure, which tests on each author of ``messages`` in turn.
     """
+    from joblib import Parallel, delayed
+    from sklearn.model_selection import GroupKFold
+
     texts, targets, groups = labelled_pieces([*messages, *plain])
     fold_tests = []
     for _, fold in GroupKFold(n_splits=folds).split(texts, targets, groups):

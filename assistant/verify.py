@@ -27,19 +27,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 from langchain_core.documents import Document
 from scipy import sparse
-from sklearn.feature_extraction.text import CountVectorizer
-from sklearn.linear_model import LogisticRegression
 
 from assistant.chunking import split_sentences
 from assistant.guardrails import clean_text
 from assistant.stacking import hstack_rows
 from assistant.tokens import content_tokens, stem, words
+
+if TYPE_CHECKING:  # the support model is fitted, and stored, as scikit-learn's; only the generative mode loads it
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
 
 _HTML = re.compile(r"<\s*/?\s*[a-zA-Z!][^>]*>|<!--|-->|&lt;|&#", re.IGNORECASE)
 _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
@@ -144,6 +146,8 @@ def _identity(tokens: list[str]) -> list[str]:
 
 def novel_word_vectorizer() -> CountVectorizer:
     """Counts which words a sentence adds to its quotes (binary; words seen in at least two pairs)."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
     return CountVectorizer(analyzer=_identity, binary=True, min_df=2)
 
 

@@ -1,4 +1,4 @@
-"""The ONNX runtime gives the torch model's vectors, is exported once, and keeps torch out of serving."""
+"""ONNX Runtime gives the torch model's vectors, is exported once, and keeps torch and scikit-learn out of serving."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def test_the_graph_is_exported_once_and_reused(settings: Settings) -> None:
     assert not list(graph.parent.glob(".*.partial")), "an unfinished export was left behind"
 
 
-def test_a_serving_process_never_loads_torch_and_never_writes_the_live_build(
+def test_a_serving_process_loads_neither_torch_nor_scikit_learn_and_never_writes_the_live_build(
     settings: Settings, assistant: Assistant
 ) -> None:
     build = live_build(settings.index_dir)
@@ -78,7 +78,8 @@ def test_a_serving_process_never_loads_torch_and_never_writes_the_live_build(
         )
         answer = Assistant(settings).ask("Does Spotify allow extracting stems from its songs?")
         assert answer.answered and answer.citations, answer
-        loaded = sorted(m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules)
+        heavy = ("torch", "sentence_transformers", "transformers", "sklearn", "pandas", "scipy.stats", "joblib")
+        loaded = sorted(m for m in heavy if m in sys.modules)
         print("loaded:" + ",".join(loaded))
         """
     )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import sparse
 
 from assistant.lexical import BM25Index
@@ -39,7 +40,7 @@ def test_scores_are_the_product_of_the_query_terms_with_the_weights() -> None:
     # Each query as a 0/1 row over the vocabulary times the weight matrix: the same figures, bit for bit.
     index = BM25Index(TEXTS)
     queries = ["stem separation stem", "fair use of content", "zzyzx", "", "vinyl records ship vinyl"]
-    vocabulary = index._vectorizer.vocabulary_
+    vocabulary = index.vocabulary
     ones = np.zeros((len(queries), len(vocabulary)))
     for i, query in enumerate(queries):
         for token in content_tokens(query):
@@ -48,3 +49,25 @@ def test_scores_are_the_product_of_the_query_terms_with_the_weights() -> None:
     expected = np.asarray((sparse.csr_matrix(ones) @ index._weights).todense())
     assert np.array_equal(index.scores(queries), expected)
     assert index.scores(queries[:1]).any() and not index.scores(["zzyzx"]).any()
+
+
+def test_weights_are_okapi_bm25_computed_term_by_term() -> None:
+    # The textbook formula, one text and one term at a time: idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len/avg)).
+    from assistant.lexical import K1, B
+
+    index = BM25Index(TEXTS)
+    tokens = [content_tokens(t) for t in TEXTS]
+    average = sum(len(t) for t in tokens) / len(tokens)
+    assert sorted(index.vocabulary) == list(index.vocabulary), "columns follow the terms' sorted order"
+    for term, column in index.vocabulary.items():
+        having = sum(term in t for t in tokens)
+        idf = np.log1p((len(TEXTS) - having + 0.5) / (having + 0.5))
+        for row, text in enumerate(tokens):
+            tf = text.count(term)
+            expected = idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * len(text) / average)) if tf else 0.0
+            assert index._weights[column, row] == pytest.approx(expected, rel=1e-12, abs=0.0)
+
+
+def test_texts_without_any_term_give_an_empty_index_not_an_error() -> None:
+    index = BM25Index(["the and of", ""])
+    assert index.scores(["stems"]).shape == (1, 2) and not index.scores(["stems"]).any()

@@ -1,4 +1,4 @@
-"""The fitted heads: scikit-learn models on frozen embeddings and n-grams, each with a threshold fitted by CV.
+"""The fitted heads: linear models and trees on frozen embeddings and n-grams, each with a threshold fitted by CV.
 
 Every threshold here is chosen on out-of-fold predictions over the question bank (folds never split an
 author), by an objective stated beside it; no threshold is typed in. The hyperparameters are
@@ -10,21 +10,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 from scipy import sparse
-from scipy.special import expit
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
-from sklearn.utils.extmath import softmax
 
 from assistant.decisions.neighbours import Neighbours
+from assistant.frozen import Logistic, freeze, softmax
 from assistant.requests_filter import RequestFilter
+
+if TYPE_CHECKING:  # fitting only: a served set holds frozen models (assistant.frozen)
+    from sklearn.linear_model import LogisticRegression
 
 Matrix: TypeAlias = np.ndarray | sparse.csr_matrix
 SEED = 0
 """One seed for every model and fold split: training twice gives the same decisions."""
+TRAINER_VERSION = "11"
+"""Bumped whenever training changes what it fits or how a fitted set is stored: a build's decisions are refitted
+when it differs. (11: every model stored frozen, without scikit-learn.)"""
 
 
 def f1(y: np.ndarray, predicted: np.ndarray) -> float:
@@ -112,6 +115,8 @@ head's grouped-CV accuracy is the same at both (top-3 0.969) and it fits in half
 
 def logistic(c: float, balanced: bool = False) -> LogisticRegression:
     """The linear head every question-level decision uses."""
+    from sklearn.linear_model import LogisticRegression
+
     return LogisticRegression(
         C=c,
         max_iter=2000,
@@ -122,46 +127,40 @@ def logistic(c: float, balanced: bool = False) -> LogisticRegression:
     )
 
 
-def positive(model: LogisticRegression, features: Matrix) -> np.ndarray:
+def positive(model: Logistic | LogisticRegression, features: Matrix) -> np.ndarray:
     """P(the positive class) of a fitted binary logistic regression: ``predict_proba(features)[:, 1]``.
 
     The same arithmetic as scikit-learn's (the logistic of ``features @ coef.T + intercept``), without its
     per-call checks and dispatch, which cost more than the product itself for the one question a turn asks
     about; ``tests/decisions/test_models.py`` checks both give the same numbers.
     """
-    scores = features @ model.coef_[0] + model.intercept_[0]
-    return np.asarray(expit(np.asarray(scores, dtype=np.float64)).ravel())
+    if not isinstance(model, Logistic):  # a model being fitted: its arrays, not copies
+        model = Logistic(model.coef_, model.intercept_, model.classes_)
+    return model.positive(features)
 
 
-def class_probabilities(model: LogisticRegression, features: Matrix) -> np.ndarray:
+def class_probabilities(model: Logistic | LogisticRegression, features: Matrix) -> np.ndarray:
     """``predict_proba(features)`` of a fitted multinomial logistic regression (three classes or more).
 
-    scikit-learn's arithmetic (the softmax of ``features @ coef.T + intercept``, with its own ``softmax``)
-    without its per-call checks, as :func:`positive` does for two classes; ``tests/decisions/test_models.py``
-    checks both give the same numbers.
+    scikit-learn's arithmetic (the softmax of ``features @ coef.T + intercept``, with the same softmax) without
+    its per-call checks, as :func:`positive` does for two classes; ``tests/decisions/test_models.py`` checks
+    both give the same numbers.
     """
     if len(model.classes_) <= 2:
         return np.asarray(model.predict_proba(features))
     scores = np.asarray(features @ model.coef_.T, dtype=np.float64) + model.intercept_
-    return np.asarray(softmax(scores, copy=False))
-
-
-def scaled(scaler: StandardScaler, features: np.ndarray) -> np.ndarray:
-    """``scaler.transform(features)`` of a fitted scaler on a dense matrix: the same arithmetic, no checks."""
-    out = np.asarray(features, dtype=np.float64)
-    if scaler.with_mean:
-        out = out - scaler.mean_
-    if scaler.with_std:
-        out = out / scaler.scale_
-    return out
+    return softmax(scores)
 
 
 @dataclass
 class BinaryDecision:
     """A yes/no decision: a fitted classifier and the cut on its probability."""
 
-    model: LogisticRegression
+    model: Logistic
     threshold: float
+
+    def __post_init__(self) -> None:
+        self.model = freeze(self.model)
 
     def probability(self, features: Matrix) -> np.ndarray:
         """P(yes) per row."""
@@ -183,11 +182,15 @@ class SituationDecision:
     """
 
     labels: tuple[str, ...]
-    own: LogisticRegression
-    topics: dict[str, LogisticRegression]
+    own: Logistic
+    topics: dict[str, Logistic]
     thresholds: dict[str, float]
     topic_columns: int
     """The topic heads read the n-grams only (the first columns); the cue counts inform the 'own' head."""
+
+    def __post_init__(self) -> None:
+        self.own = freeze(self.own)
+        self.topics = {label: freeze(model) for label, model in self.topics.items()}
 
     def probabilities(
         self, features: Matrix, parts: Matrix | None = None, part_of: Sequence[int] = ()
@@ -222,10 +225,13 @@ class SectionDecision:
     statute"), whose probability is split evenly among them.
     """
 
-    model: LogisticRegression
+    model: Logistic
     classes: tuple[str, ...]
     spread: np.ndarray
     """(classes, table sections): how each class's probability is shared among the table's sections."""
+
+    def __post_init__(self) -> None:
+        self.model = freeze(self.model)
 
     def probabilities(self, features: Matrix) -> np.ndarray:
         """P(section) per row, over the table's sections."""
@@ -241,19 +247,15 @@ class RankerDecision:
     """P(a candidate sentence is one that answers the question), and the cut for a supporting point."""
 
     model: Any
-    """A fitted scikit-learn classifier (gradient-boosted trees, or a scaled logistic regression)."""
+    """A frozen classifier (:mod:`assistant.frozen`): gradient-boosted trees, or a scaled logistic regression."""
     support_threshold: float
+
+    def __post_init__(self) -> None:
+        self.model = freeze(self.model)
 
     def probability(self, features: np.ndarray) -> np.ndarray:
         """P(answers) per candidate."""
-        steps = getattr(self.model, "steps", None)
-        if steps is not None and len(steps) == 2:
-            scaler, classifier = steps[0][1], steps[1][1]
-            if isinstance(scaler, StandardScaler) and isinstance(classifier, LogisticRegression):
-                # The scaled logistic ranker: StandardScaler.transform's arithmetic, then :func:`positive`,
-                # without the pipeline's per-call checks (about a millisecond a turn).
-                return positive(classifier, scaled(scaler, features))
-        return np.asarray(self.model.predict_proba(features)[:, 1])
+        return np.asarray(self.model.positive(features))
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 ``<build>/decisions/<key>/`` holds ``decisions.pkl`` and ``report.json`` (the cross-validation figures, the
 fitted thresholds and the bank's size per label). The key hashes everything training depends on besides the
-build itself: the bank's fingerprint, the trainer's version, the decision settings, the candidate depth,
-scikit-learn's version and the model file's format. A changed bank therefore gets its own folder and is
+build itself: the bank's fingerprint, the trainer's version, the decision settings, the candidate depth and
+the model file's format. (Not scikit-learn's version: the models are stored frozen, :mod:`assistant.frozen`, and
+read without it; the report records the version that fitted them.) A changed bank therefore gets its own folder and is
 trained on first use; the build's vectors are reused. The folder is written under a temporary name and renamed
 into place, so a reader never sees half a model. ``report.json`` records the model file's name and SHA-256,
 and a model that does not match it is refused. (Sets stored before were joblib files, ``decisions.joblib``;
@@ -32,12 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sklearn
 
 from assistant.bank import Bank
 from assistant.conversation import ViewBuilder
-from assistant.decisions.models import Decisions
-from assistant.decisions.training import TRAINER_VERSION, Trainer
+from assistant.decisions.models import TRAINER_VERSION, Decisions
 from assistant.errors import IndexNotReadyError
 from assistant.index import SNAPSHOT, IndexBuild, build_lock, sha256_file
 from assistant.integrity import DECISIONS_MODEL, DECISIONS_REPORT, decisions_model_file, verify_decisions
@@ -63,7 +62,6 @@ def decisions_key(bank: Bank, settings: Settings) -> str:
             "trainer": TRAINER_VERSION,
             "settings": settings.decisions.model_dump(mode="json"),
             "candidates": settings.candidates,
-            "sklearn": sklearn.__version__,
             "file": MODEL_FILE,
         },
         sort_keys=True,
@@ -170,6 +168,10 @@ def ensure_decisions(
             build.path.name,
             len(bank.items),
         )
+        import sklearn
+
+        from assistant.decisions.training import Trainer
+
         started = time.perf_counter()
         decisions = Trainer(table, views, settings.decisions, settings.candidates, progress).train(bank)
         log.info("Decisions fitted in %.0f s (key %s).", time.perf_counter() - started, path.name)
@@ -177,6 +179,7 @@ def ensure_decisions(
             "key": path.name,
             "bank_fingerprint": bank.fingerprint,
             "trainer_version": TRAINER_VERSION,
+            "sklearn": sklearn.__version__,
             "settings": settings.decisions.model_dump(mode="json"),
             **decisions.report,
         }

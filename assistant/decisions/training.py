@@ -55,9 +55,6 @@ from assistant.retrieval import LexicalScores, Ranking, rank
 from assistant.sentences import SentenceTable
 from assistant.settings import DecisionSettings
 
-TRAINER_VERSION = "10"
-"""Bumped whenever training changes what it fits: a build's decisions are refitted when it differs."""
-
 Progress = Callable[[str], None]
 Ranker: TypeAlias = HistGradientBoostingClassifier | Pipeline
 
