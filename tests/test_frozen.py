@@ -10,13 +10,11 @@ from scipy import sparse
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from sklearn.utils.extmath import softmax as sklearn_softmax
 from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
 from assistant.corpus import Corpus
-from assistant.frozen import Logistic, ScaledLogistic, Tfidf, Trees, freeze, normalize_rows_l2, softmax
+from assistant.frozen import Logistic, Tfidf, Trees, freeze, normalize_rows_l2, softmax
 
 BANK = [
     "Can I release a remix made with AI stems on Spotify?",
@@ -127,18 +125,6 @@ def test_logistic_probabilities_are_the_fitted_models(classes: int, sparse_input
     if classes == 2:
         assert np.allclose(frozen.positive(features), model.predict_proba(features)[:, 1], rtol=0, atol=1e-15)
     assert set(np.argmax(frozen.predict_proba(features), axis=1)) == set(range(classes))
-
-
-def test_the_scaled_logistic_pipeline_freezes_whole() -> None:
-    rng = np.random.default_rng(5)
-    x = rng.normal(loc=3.0, scale=[0.5 + k for k in range(12)], size=(400, 12))
-    x[:, 3] = 2.0  # a constant feature: the scaler keeps a scale of 1 for it
-    y = (x[:, 0] - 3.0 + 0.2 * x[:, 5] + rng.normal(scale=0.5, size=400)) > 0.3
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=1000)).fit(x, y)
-    frozen = freeze(model)
-    assert isinstance(frozen, ScaledLogistic)
-    assert np.allclose(frozen.positive(x), model.predict_proba(x)[:, 1], rtol=0, atol=1e-12)
-    assert np.allclose(frozen.predict_proba(x), model.predict_proba(x), rtol=0, atol=1e-12)
 
 
 def test_boosted_trees_give_the_fitted_models_probabilities_missing_values_included() -> None:

@@ -100,12 +100,13 @@ def test_class_probabilities_give_what_predict_proba_gives(sparse_input: bool) -
     assert np.allclose(class_probabilities(two, features), two.predict_proba(features), rtol=0, atol=1e-15)
 
 
-def test_the_scaled_logistic_ranker_gives_what_its_pipeline_gives() -> None:
+def test_the_scaled_logistic_ranker_is_frozen_and_gives_what_its_pipeline_gives() -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     from assistant.decisions.models import RankerDecision
+    from assistant.frozen import ScaledLogistic
 
     rng = np.random.default_rng(11)
     x = rng.normal(loc=3.0, scale=[0.5 + k for k in range(12)], size=(400, 12))
@@ -113,6 +114,9 @@ def test_the_scaled_logistic_ranker_gives_what_its_pipeline_gives() -> None:
     y = (x[:, 0] - 3.0 + 0.2 * x[:, 5] + rng.normal(scale=0.5, size=400)) > 0.3
     model = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=1000)).fit(x, y)
     expected = model.predict_proba(x[:50])[:, 1]
-    got = RankerDecision(model, 0.5).probability(x[:50])
+    ranker = RankerDecision(model, 0.5)
+    assert isinstance(ranker.model, ScaledLogistic)
+    got = ranker.probability(x[:50])
     assert got.shape == expected.shape
     assert np.allclose(got, expected, rtol=0, atol=1e-12)
+    assert np.allclose(ranker.model.predict_proba(x), model.predict_proba(x), rtol=0, atol=1e-12)
