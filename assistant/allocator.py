@@ -38,12 +38,20 @@ M_ARENA_MAX = -8
 VARIABLE = "MALLOC_ARENA_MAX"
 
 
+_applied: int | None = None
+"""The cap :func:`limit_arenas` applied in this process, if any."""
+
+
 def limit_arenas(arenas: int) -> bool:
     """Cap malloc arenas at ``arenas`` in this process and in the processes it starts; True when applied.
 
     0 leaves glibc's default. A cap already set in the environment is kept (glibc applied it at start). Where
-    the C library is not glibc nothing changes.
+    the C library is not glibc nothing changes. Called again with the cap it applied, it changes nothing and
+    says True.
     """
+    global _applied
+    if arenas > 0 and arenas == _applied:
+        return True
     if arenas <= 0 or VARIABLE in os.environ:
         return False
     libc = _glibc()
@@ -53,6 +61,7 @@ def limit_arenas(arenas: int) -> bool:
     if not libc.mallopt(M_ARENA_MAX, arenas):
         return False
     os.environ[VARIABLE] = str(arenas)  # read by glibc in every process started from here (answer processes)
+    _applied = arenas
     return True
 
 

@@ -216,15 +216,27 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the chat UI, the help widget and the HTTP API on one server."""
-    from assistant.allocator import startup_heap
+    from assistant.allocator import limit_arenas, startup_heap
 
-    with startup_heap(freeze=False):  # the web stack's modules; the answerer's start freezes them with its own
-        from assistant.server import run_server
+    settings = _settings()
+    if workers is not None:
+        settings = settings.model_copy(update={"workers": workers})
+    early = settings.workers > 1
+    if early:
+        from assistant import pool
 
+        limit_arenas(settings.malloc_arenas)  # before the pool's first thread, as the server would
+        pool.start_early(settings)  # the first answer process opens the build while the server is made
     try:
-        run_server(_settings(), host=host, port=port, workers=workers)
+        with startup_heap(freeze=False):  # the web stack's modules; the answerer's start freezes them with its own
+            from assistant.server import run_server
+
+        run_server(settings, host=host, port=port)
     except AssistantError as error:
         raise _fail(error) from None
+    finally:
+        if early:
+            pool.discard_early()
 
 
 @app.command()

@@ -6,10 +6,11 @@ would send a chat's requests to processes that do not know it. Instead, the one 
 one of N answer processes, each holding its own :class:`~assistant.assistant.Assistant` on the shared,
 read-only build.
 
-- The first process opens (or builds and fits) the index alone; the others start once it is ready, so nothing
-  is built twice.
+- The first process opens (or builds and fits) the index alone, so nothing is built twice, and the pool answers
+  as soon as it has: with every process loading at once, on as many cores, the first answer waited for all of
+  them. The others start then, and take questions once each has opened the same build.
 - A conversation stays with the process that gave its earlier answers (each process remembers what its
-  answers quoted, for follow-ups); a new one goes to the least busy process.
+  answers quoted, for follow-ups); a new one goes to the least busy process that has opened the build.
 - A process that dies (a fault in native code, the kernel's OOM killer) fails only the questions it was
   computing, with a clear "try again" error, and is started anew.
 """
@@ -21,7 +22,7 @@ import multiprocessing
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
@@ -68,30 +69,69 @@ def _ask(question: str, history: list[dict[str, Any]]) -> Answer:
     return _assistant.ask(question, history)
 
 
+_early: tuple[Settings, ProcessPoolExecutor, Future[dict[str, Any]]] | None = None
+"""The first answer process, started by :func:`start_early` for the pool these settings will make."""
+
+
+def start_early(settings: Settings) -> None:
+    """Start the first answer process of the pool ``settings`` ask for, now.
+
+    ``assistant serve`` calls this before it imports the web stack and builds the app (about a second of one
+    core), so the first process imports the engine and opens the build on the other core meanwhile. The pool
+    takes it over when the server makes it with the same settings (:func:`discard_early` stops it otherwise).
+    """
+    global _early
+    discard_early()
+    executor = _executor(settings)
+    _early = (settings, executor, executor.submit(_index_info))
+
+
+def discard_early() -> None:
+    """Stop the process :func:`start_early` started, unless a pool has taken it."""
+    global _early
+    early, _early = _early, None
+    if early is not None:
+        early[1].shutdown(wait=False, cancel_futures=True)
+
+
+def _take_early(settings: Settings) -> tuple[ProcessPoolExecutor, Future[dict[str, Any]]] | None:
+    global _early
+    early, _early = _early, None
+    if early is None:
+        return None
+    if early[0] != settings:
+        early[1].shutdown(wait=False, cancel_futures=True)
+        return None
+    return early[1], early[2]
+
+
+def _executor(settings: Settings) -> ProcessPoolExecutor:
+    """One answer process (spawned, not forked: the parent runs threads) that opens the build as it starts."""
+    return ProcessPoolExecutor(
+        max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start, initargs=(settings,)
+    )
+
+
 class AnswerPool:
     """N answer processes behind the one ``ask`` an :class:`~assistant.assistant.Assistant` offers."""
 
     def __init__(self, settings: Settings, processes: int) -> None:
+        """Start the first process and wait until it has opened the build; the others open theirs meanwhile."""
         self.settings = settings
-        self._context = multiprocessing.get_context("spawn")  # no fork: the parent runs threads
         self._lock = threading.Lock()
         self._owner: OrderedDict[str, int] = OrderedDict()
         self._busy = [0] * processes
+        self._open = [False] * processes
+        self._closing = False
         self._executors: list[ProcessPoolExecutor] = []
         try:
-            if settings.chroma_url:
-                # The first process opens the index server's live build; the others (and any replacement) open
-                # that same build, even if the live pointer moves meanwhile: one pool answers from one build.
-                self._executors.append(self._spawn())
-                info = self._executors[0].submit(_index_info).result()
-                self.settings = settings.model_copy(update={"chroma_build": info["build"]})
-            # All (the others, with Chroma) load at once, one per core. On a first start, the one that takes the
-            # build lock builds or fits what is missing while the others wait on that lock, then open the result.
-            self._executors += [self._spawn() for _ in range(processes - len(self._executors))]
-            opened = [executor.submit(_index_info) for executor in self._executors]
-            info = opened[0].result()
-            for waiting in opened[1:]:
-                waiting.result()
+            # The first process opens (or, on a first start, builds and fits) the live build alone. With an index
+            # server, the others then open the build it opened, even if the live pointer moves meanwhile: one pool
+            # answers from one build.
+            early = _take_early(settings)
+            executor, opening = early or (self._spawn(), None)
+            self._executors.append(executor)
+            info = (opening or executor.submit(_index_info)).result()
         except BrokenProcessPool:
             self.close()
             raise IndexNotReadyError(
@@ -101,13 +141,39 @@ class AnswerPool:
         except BaseException:
             self.close()
             raise
+        if settings.chroma_url:
+            self.settings = settings.model_copy(update={"chroma_build": info["build"]})
+        self._open[0] = True
         self.index_info = info
         """What the answer processes opened (all open the same live build)."""
+        for number in range(1, processes):
+            self._executors.append(self._spawn())
+            self._watch_opening(number, self._executors[number])
+
+    @property
+    def open_processes(self) -> int:
+        """How many answer processes have opened the build and take questions."""
+        with self._lock:
+            return sum(self._open)
+
+    def _watch_opening(self, number: int, executor: ProcessPoolExecutor) -> None:
+        """Start process ``number`` opening the build; it takes new conversations once it has."""
+
+        def opened(future: Future[dict[str, Any]]) -> None:
+            failed = future.cancelled() or future.exception() is not None
+            with self._lock:
+                if self._closing or self._executors[number] is not executor:
+                    return  # closed or replaced meanwhile
+                self._open[number] = not failed
+            if failed:
+                log.error("Answer process %d stopped before it had opened the build; the others answer", number + 1)
+            else:
+                log.info("Answer process %d is answering", number + 1)
+
+        executor.submit(_index_info).add_done_callback(opened)
 
     def _spawn(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=1, mp_context=self._context, initializer=_start, initargs=(self.settings,)
-        )
+        return _executor(self.settings)
 
     def _route(self, history: Sequence[dict[str, Any] | Message]) -> int:
         with self._lock:
@@ -117,7 +183,10 @@ class AnswerPool:
                     number = self._owner[answer_id]
                     break
             else:
-                number = min(range(len(self._busy)), key=lambda i: (self._busy[i], i))
+                # A process still opening the build would keep a question waiting for it; if none has opened
+                # (all were lost at once), the question waits for the first to open.
+                ready = [i for i, opened in enumerate(self._open) if opened] or range(len(self._busy))
+                number = min(ready, key=lambda i: (self._busy[i], i))
             self._busy[number] += 1
             return number
 
@@ -149,13 +218,16 @@ class AnswerPool:
                 return  # another request already replaced it
             log.error("Answer process %d stopped; starting a new one", number + 1)
             replacement = self._spawn()
-            replacement.submit(_index_info)  # start it now, not on the next question
             self._executors[number] = replacement
+            self._open[number] = False
             for answer_id in [a for a, n in self._owner.items() if n == number]:
                 del self._owner[answer_id]
+        self._watch_opening(number, replacement)  # started now, not on the next question
         broken.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         """Stop the answer processes."""
+        with self._lock:
+            self._closing = True
         for executor in self._executors:
             executor.shutdown(wait=True, cancel_futures=True)

@@ -506,7 +506,7 @@ def listening_pid(port: int) -> int | None:
     with contextlib.suppress(psutil.Error):
         for connection in psutil.net_connections(kind="tcp"):
             if connection.status == psutil.CONN_LISTEN and connection.laddr and connection.laddr.port == port:
-                return connection.pid
+                return int(connection.pid)
     return None
 
 
@@ -779,8 +779,7 @@ def main() -> None:
                     args.workers,
                     args.index_dir or settings.index_dir,
                     log,
-                    ASSISTANT_DATA_DIR=str(data_dir),
-                    **server_settings(args.server_setting),
+                    extra_env={"ASSISTANT_DATA_DIR": str(data_dir), **server_settings(args.server_setting)},
                 )
             )
             pid = process.pid

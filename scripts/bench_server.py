@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,7 +269,7 @@ def running_server(
     log: Path | None = None,
     poll: float = 0.5,
     wait: bool = True,
-    **extra_env: str,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Start ``command`` as the server on a free loopback port, wait until it is ready, stop it afterwards.
 
@@ -287,7 +287,7 @@ def running_server(
             "ASSISTANT_WORKERS": str(workers),
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
-            **extra_env,
+            **(extra_env or {}),
         }
     )
     if index_dir:
@@ -317,7 +317,7 @@ def measure(args: argparse.Namespace, workers: int) -> tuple[list[Row], str]:
         [sys.executable, __file__, "--serve", "{port}"],
         workers,
         args.index_dir,
-        **{
+        extra_env={
             **server_settings(args.server_setting),
             "ASSISTANT_RATE_LIMIT_PER_MINUTE": "100000000",
             "ASSISTANT_STREAM_DELAY": str(args.stream_delay),
@@ -379,7 +379,7 @@ def cold_start(args: argparse.Namespace, workers: int) -> tuple[float, float]:
     # The question is polled every 20 ms: the rate limit is lifted, as for the load below.
     extra = {**server_settings(args.server_setting), "ASSISTANT_RATE_LIMIT_PER_MINUTE": "100000000"}
     with (
-        running_server(command, workers, args.index_dir, wait=False, **extra) as (base, process),
+        running_server(command, workers, args.index_dir, wait=False, extra_env=extra) as (base, process),
         httpx.Client() as client,
     ):
         deadline = time.monotonic() + 900
@@ -421,8 +421,12 @@ def main() -> None:
         serve(args.serve)
         return
 
+    try:
+        worker_counts = [int(w) for w in args.workers.split(",")]
+    except ValueError:
+        raise SystemExit(f"--workers {args.workers!r}: expected comma-separated numbers, e.g. 1,2") from None
     cold: list[str] = []
-    for workers in [int(w) for w in args.workers.split(",")]:
+    for workers in worker_counts:
         starts = [cold_start(args, workers) for _ in range(args.runs if args.cold_runs is None else args.cold_runs)]
         if starts:
             cold.append(
@@ -432,7 +436,7 @@ def main() -> None:
 
     rows: list[Row] = []
     memory: list[str] = []
-    for workers in [int(w) for w in args.workers.split(",")]:
+    for workers in worker_counts:
         found, used = measure(args, workers)
         rows.extend(found)
         memory.append(used)

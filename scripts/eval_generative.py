@@ -24,6 +24,7 @@ import statistics
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import track
@@ -83,7 +84,7 @@ def main() -> None:
     )
     cases = load_dataset(args.dataset)
     cases = cases[: args.limit] if args.limit else cases
-    rows = []
+    rows: list[dict[str, Any]] = []
     for case in track(cases, description="Asking", console=console):
         history = [m.model_dump() for m in case.history]
         started = time.perf_counter()

@@ -1,0 +1,128 @@
+"""The answer pool: it answers once its first process has opened the build, and `assistant serve --workers N`
+starts that process before the server is built."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from server_fixtures import ServerProcess, free_port, server_env
+from test_workers import answer_processes
+
+from assistant import pool as pool_module
+from assistant.assistant import Assistant
+from assistant.pool import AnswerPool
+from assistant.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+QUESTION = "Does Spotify allow extracting stems from its songs?"
+
+
+def wait_open(pool: AnswerPool, processes: int, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while pool.open_processes < processes:
+        assert time.monotonic() < deadline, f"only {pool.open_processes} of {processes} answer processes opened"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def pool(settings: Settings, assistant: Assistant) -> Iterator[AnswerPool]:
+    """Two answer processes on the session's index (built by ``assistant`` first)."""
+    answerer = AnswerPool(settings, 2)
+    try:
+        yield answerer
+    finally:
+        answerer.close()
+
+
+def test_the_pool_answers_once_its_first_process_has_opened(pool: AnswerPool, assistant: Assistant) -> None:
+    assert pool.open_processes >= 1
+    answer = pool.ask(QUESTION)
+    assert answer.answer == assistant.ask(QUESTION).answer
+    assert answer.disclaimer == assistant.corpus.disclaimer
+    wait_open(pool, 2)
+
+
+def test_new_conversations_go_only_to_processes_that_have_opened(pool: AnswerPool) -> None:
+    wait_open(pool, 2)
+    with pool._lock:
+        pool._open[0] = False  # as while process 1 is replaced and its successor opens the build
+    try:
+        routed = [pool._route([]) for _ in range(3)]
+        assert routed == [1, 1, 1]
+    finally:
+        with pool._lock:
+            pool._open[0] = True
+            pool._busy[1] -= 3
+    # Once both are open again, the least busy one gets the next new conversation.
+    with pool._lock:
+        pool._busy[1] += 1
+    try:
+        assert pool._route([]) == 0
+    finally:
+        with pool._lock:
+            pool._busy[1] -= 1
+            pool._busy[0] -= 1
+
+
+def test_a_pool_takes_over_the_process_started_early(settings: Settings, assistant: Assistant) -> None:
+    pool_module.start_early(settings)
+    assert pool_module._early is not None
+    early = pool_module._early[1]
+    answerer = AnswerPool(settings, 2)
+    try:
+        assert answerer._executors[0] is early and pool_module._early is None
+        assert answerer.ask(QUESTION).disclaimer == assistant.corpus.disclaimer
+    finally:
+        answerer.close()
+
+
+def test_a_process_started_early_for_other_settings_is_stopped(settings: Settings, assistant: Assistant) -> None:
+    other = settings.model_copy(update={"rate_limit_per_minute": settings.rate_limit_per_minute + 1})
+    pool_module.start_early(other)
+    assert pool_module._early is not None
+    early = pool_module._early[1]
+    answerer = AnswerPool(settings, 2)
+    try:
+        assert answerer._executors[0] is not early
+        with pytest.raises(RuntimeError, match="shutdown"):
+            early.submit(print)
+    finally:
+        answerer.close()
+    pool_module.discard_early()  # nothing left to stop: a second discard is harmless
+    assert pool_module._early is None
+
+
+def test_assistant_serve_with_two_workers_answers_with_two_processes(
+    settings: Settings, assistant: Assistant, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    tmp = tmp_path_factory.mktemp("serve-workers")
+    port = free_port()
+    command = [sys.executable, "-m", "assistant.cli", "serve", "--workers", "2", "--port", str(port)]
+    server = ServerProcess(
+        port=port,
+        env=server_env(settings.index_dir, tmp / "data", port),
+        log_path=tmp / "server.log",
+        command=command,
+    ).start()
+    try:
+        server.wait_ready()
+        response = httpx.post(f"{server.url}/api/ask", json={"question": QUESTION, "history": []}, timeout=120)
+        assert response.status_code == 200, response.text
+        assert response.json()["disclaimer"] == assistant.corpus.disclaimer
+        assert server.process is not None
+        deadline = time.monotonic() + 120
+        log = ""
+        while "Answer process 2 is answering" not in log:  # the second opens once the first has
+            assert time.monotonic() < deadline, log
+            time.sleep(0.2)
+            log = server.log_path.read_text(encoding="utf-8", errors="replace")
+        assert "Traceback" not in log and "ERROR" not in log
+        assert len(answer_processes(server.process.pid)) == 2  # the early one was taken over, not doubled
+    finally:
+        server.stop(signal.SIGTERM)
