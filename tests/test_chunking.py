@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from assistant.chunking import (
     chunk_corpus,
@@ -8,6 +12,7 @@ from assistant.chunking import (
     paragraph_documents,
     section_sentences,
     sentence_documents,
+    word_before,
 )
 from assistant.corpus import Corpus
 
@@ -99,3 +104,24 @@ def test_paragraphs_are_exact_slices_that_hold_their_sentences(corpus: Corpus, c
         assert holder["start"] <= meta["start"] < meta["end"] <= holder["end"]
     # A paragraph of several sentences is one document, not one per sentence.
     assert len(paragraphs) < len(sentences)
+
+
+def searched_word(text: str, dot: int) -> str:
+    """The word before a full stop as the chunker first found it: a regular-expression search of the prefix."""
+    found = re.search(r"([A-Za-z.]+)$", text[:dot])
+    return found.group(1) if found else ""
+
+
+@given(st.text(alphabet="aZ.é \n\t-1", max_size=40), st.data())
+def test_the_word_before_a_stop_is_the_one_the_search_finds(text: str, data: st.DataObject) -> None:
+    dot = data.draw(st.integers(min_value=0, max_value=len(text)))
+    assert word_before(text, dot) == searched_word(text, dot)
+
+
+def test_the_word_before_every_stop_of_the_corpus_is_the_one_the_search_finds(corpus: Corpus) -> None:
+    checked = 0
+    for source_id, text in corpus.texts.items():
+        for dot in (m.start() for m in re.finditer(r"[.!?]", text)):
+            assert word_before(text, dot) == searched_word(text, dot), (source_id, dot)
+            checked += 1
+    assert checked > 1000
