@@ -263,3 +263,67 @@ def test_a_bad_database_url_is_refused_with_a_sentence(tmp_path: Path) -> None:
         database_url(make_settings(tmp_path, "not a url"))
     with pytest.raises(StoreError, match="not supported"):
         SqlStore(sa.make_url("mysql://x@localhost/db"))
+
+
+def test_the_schema_head_is_alembics_head() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from assistant.store import MIGRATIONS, SCHEMA_HEAD
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_heads() == [SCHEMA_HEAD]
+
+
+def test_a_store_at_the_head_opens_without_alembic_and_an_older_one_is_upgraded(settings_for: Settings) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from assistant.store import MIGRATIONS, SCHEMA_HEAD, schema_version
+
+    open_store(settings_for).close()  # an empty database, migrated to the head
+    opened = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                """
+                import sys
+                from assistant.settings import Settings
+                from assistant.store import open_store
+                settings = Settings(_env_file=None, data_dir=sys.argv[1], database_url=sys.argv[2] or None)
+                open_store(settings).close()
+                print("alembic" in sys.modules)
+                """
+            ),
+            str(settings_for.data_dir),
+            settings_for.database_url.get_secret_value() if settings_for.database_url else "",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert opened.returncode == 0, opened.stderr
+    assert opened.stdout.strip() == "False"
+    # One migration back: the next open upgrades it again, with Alembic.
+    engine = sa.create_engine(database_url(settings_for))
+    try:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0002")
+        with engine.connect() as connection:
+            assert schema_version(connection) == "0002"
+        store = open_store(settings_for)
+        try:
+            issue(store)
+            with engine.connect() as connection:
+                assert schema_version(connection) == SCHEMA_HEAD
+                columns = {c["name"] for c in sa.inspect(connection).get_columns("answers")}
+            assert {"reply", "earlier"} <= columns
+        finally:
+            store.close()
+    finally:
+        engine.dispose()
