@@ -129,6 +129,8 @@ class AnswerPool:
             # server, the others then open the build it opened, even if the live pointer moves meanwhile: one pool
             # answers from one build.
             early = _take_early(settings)
+            if early is not None:
+                log.info("Answer process 1 was started before the server; waiting for it to open the build")
             executor, opening = early or (self._spawn(), None)
             self._executors.append(executor)
             info = (opening or executor.submit(_index_info)).result()

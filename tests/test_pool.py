@@ -122,6 +122,7 @@ def test_assistant_serve_with_two_workers_answers_with_two_processes(
             assert time.monotonic() < deadline, log
             time.sleep(0.2)
             log = server.log_path.read_text(encoding="utf-8", errors="replace")
+        assert "Answer process 1 was started before the server" in log
         assert "Traceback" not in log and "ERROR" not in log
         assert len(answer_processes(server.process.pid)) == 2  # the early one was taken over, not doubled
     finally:
