@@ -17,7 +17,7 @@ only a fit has such an object to give it.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -243,16 +243,54 @@ class Tfidf:
         return rows
 
 
+@dataclass
+class TokenCounts:
+    """A fitted count vectoriser whose analyser is a function (here: documents that are already lists of words).
+
+    The counting is scikit-learn's ``CountVectorizer.transform``: each known token counted per document, columns
+    sorted within each row, the vectoriser's dtype, every count set to 1 when ``binary``.
+    """
+
+    analyzer: Callable[[Any], Sequence[str]]
+    vocabulary_: dict[str, int]
+    binary: bool
+    dtype: Any
+
+    def transform(self, documents: Sequence[Any]) -> sparse.csr_matrix:
+        """Rows of token counts (or presences), one per document."""
+        vocabulary = self.vocabulary_
+        indices: list[int] = []
+        values: list[int] = []
+        indptr = [0]
+        for document in documents:
+            found: dict[int, int] = {}
+            for token in self.analyzer(document):
+                column = vocabulary.get(token)
+                if column is not None:
+                    found[column] = found.get(column, 0) + 1
+            indices.extend(found)
+            values.extend(found.values())
+            indptr.append(len(indices))
+        rows = sparse.csr_matrix(
+            (np.asarray(values, dtype=self.dtype), np.asarray(indices, dtype=np.int32), np.asarray(indptr, np.int32)),
+            shape=(len(documents), len(vocabulary)),
+        )
+        rows.sort_indices()
+        if self.binary:
+            rows.data.fill(1)
+        return rows
+
+
 def freeze(model: Any) -> Any:
     """The frozen form of a fitted scikit-learn model (a frozen one, or ``None``, is returned as it is).
 
     Raises ``TypeError`` for a model or an option this module does not reproduce, so that nothing is frozen
     into something that computes differently.
     """
-    if model is None or isinstance(model, (Logistic, Scaler, ScaledLogistic, Trees, Tfidf)):
+    if model is None or isinstance(model, (Logistic, Scaler, ScaledLogistic, Trees, Tfidf, TokenCounts)):
         return model
     from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
@@ -285,6 +323,13 @@ def freeze(model: Any) -> Any:
             sublinear_tf=bool(model.sublinear_tf),
             norm=model.norm,
             binary=bool(model.binary),
+        )
+    if type(model) is CountVectorizer and callable(model.analyzer) and model.input == "content":
+        return TokenCounts(
+            analyzer=model.analyzer,
+            vocabulary_={str(k): int(v) for k, v in model.vocabulary_.items()},
+            binary=bool(model.binary),
+            dtype=np.dtype(model.dtype),
         )
     raise TypeError(f"{type(model).__name__} with these options has no frozen form; it would be served as fitted")
 

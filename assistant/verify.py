@@ -35,11 +35,12 @@ from langchain_core.documents import Document
 from scipy import sparse
 
 from assistant.chunking import split_sentences
+from assistant.frozen import Logistic, TokenCounts, freeze
 from assistant.guardrails import clean_text
 from assistant.stacking import hstack_rows
 from assistant.tokens import content_tokens, stem, words
 
-if TYPE_CHECKING:  # the support model is fitted, and stored, as scikit-learn's; only the generative mode loads it
+if TYPE_CHECKING:  # the support model is fitted with scikit-learn, then frozen: serving never imports it
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -155,7 +156,7 @@ def support_matrix(
     sentences: Sequence[str],
     quotes: Sequence[Sequence[str]],
     similarities: np.ndarray,
-    vectorizer: CountVectorizer,
+    vectorizer: TokenCounts | CountVectorizer,
 ) -> sparse.csr_matrix:
     """The support model's inputs for each (sentence, quotes) pair.
 
@@ -178,12 +179,27 @@ def support_matrix(
 
 @dataclass(frozen=True)
 class SupportModel:
-    """A fitted logistic model of P(supported | sentence, quotes) and the threshold it must clear."""
+    """A fitted logistic model of P(supported | sentence, quotes) and the threshold it must clear.
 
-    vectorizer: CountVectorizer
-    classifier: LogisticRegression
+    Given scikit-learn's fitted vectoriser and classifier, it keeps their frozen forms (:mod:`assistant.frozen`).
+    """
+
+    vectorizer: TokenCounts
+    classifier: Logistic
     threshold: float
     report: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        vectorizer: TokenCounts | CountVectorizer,
+        classifier: Logistic | LogisticRegression,
+        threshold: float,
+        report: dict[str, Any] | None = None,
+    ) -> None:
+        object.__setattr__(self, "vectorizer", freeze(vectorizer))
+        object.__setattr__(self, "classifier", freeze(classifier))
+        object.__setattr__(self, "threshold", threshold)
+        object.__setattr__(self, "report", report if report is not None else {})
 
     def probabilities(
         self, sentences: Sequence[str], quotes: Sequence[Sequence[str]], similarities: np.ndarray

@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 from scipy import sparse
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.extmath import softmax as sklearn_softmax
 from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
 from assistant.corpus import Corpus
-from assistant.frozen import Logistic, Tfidf, Trees, freeze, normalize_rows_l2, softmax
+from assistant.decisions.support import load_pairs
+from assistant.frozen import Logistic, Tfidf, TokenCounts, Trees, freeze, normalize_rows_l2, softmax
+from assistant.verify import novel_word_vectorizer, novel_words
 
 BANK = [
     "Can I release a remix made with AI stems on Spotify?",
@@ -152,3 +154,25 @@ def test_categorical_trees_are_refused_rather_than_served_differently() -> None:
 def test_frozen_and_missing_models_pass_through() -> None:
     frozen = freeze(LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]), [0, 0, 1, 1]))
     assert freeze(frozen) is frozen and freeze(None) is None
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_token_counts_are_the_count_vectorizers_own(binary: bool, corpus: Corpus) -> None:
+    """The support model's vectoriser: the words each labelled sentence adds to its quote, then hostile lists."""
+    documents = [novel_words(p.sentence, [p.quote]) for p in load_pairs(corpus)]
+    fitted = novel_word_vectorizer().set_params(binary=binary).fit(documents)
+    frozen = freeze(fitted)
+    assert isinstance(frozen, TokenCounts)
+    for batch in (documents, [[], ["unknown"], ["court", "court", "court"], [w.upper() for w in documents[0]]]):
+        expected, got = fitted.transform(batch), frozen.transform(batch)
+        assert got.dtype == expected.dtype and got.shape == expected.shape
+        assert np.array_equal(got.indptr, expected.indptr) and np.array_equal(got.indices, expected.indices)
+        assert np.array_equal(got.data, expected.data)
+    assert pickle.loads(pickle.dumps(frozen)).transform(documents[:5]).toarray().tolist() == (
+        fitted.transform(documents[:5]).toarray().tolist()
+    )
+
+
+def test_a_count_vectorizer_over_raw_text_is_refused() -> None:
+    with pytest.raises(TypeError, match="no frozen form"):
+        freeze(CountVectorizer().fit(BANK))

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 from langchain_core.embeddings import Embeddings
 
 from assistant.corpus import Corpus
-from assistant.decisions.support import ensure_support, fit_support, load_pairs
+from assistant.decisions.support import SUPPORT_C, _fit, ensure_support, fit_support, load_pairs, similarities
 from assistant.embeddings import make_embeddings
+from assistant.frozen import Logistic, TokenCounts
 from assistant.settings import Settings
 from assistant.verify import (
+    SupportModel,
     drops_hedge,
     hedged,
     locate,
     plain_sentence,
     repeats_a_quote,
+    support_matrix,
 )
 
 CORPUS_URL = "https://www.copyright.gov/title17/92chap1.html#107"
@@ -90,3 +97,45 @@ def test_the_support_model_is_fitted_for_its_precision(corpus: Corpus, embedding
     assert stored.threshold == model.threshold  # deterministic
     assert (next(tmp_path.iterdir()) / "report.json").exists()
     assert ensure_support(tmp_path, corpus, embeddings.embed_documents, 0.95).report == stored.report  # loaded
+
+
+def test_the_stored_support_model_is_frozen_and_loads_without_scikit_learn(
+    corpus: Corpus, embeddings: Embeddings, tmp_path: Path
+) -> None:
+    pairs = load_pairs(corpus)
+    similarity = similarities(pairs, embeddings.embed_documents)
+    vectorizer, classifier = _fit(pairs, similarity, SUPPORT_C)  # scikit-learn's fitted objects
+    model = SupportModel(vectorizer, classifier, threshold=0.5)
+    assert isinstance(model.vectorizer, TokenCounts) and isinstance(model.classifier, Logistic)
+    sentences, quotes = [p.sentence for p in pairs], [[p.quote] for p in pairs]
+    expected = classifier.predict_proba(support_matrix(sentences, quotes, similarity, vectorizer))[:, 1]
+    assert np.allclose(model.probabilities(sentences, quotes, similarity), expected, rtol=0, atol=1e-15)
+
+    ensure_support(tmp_path, corpus, embeddings.embed_documents, 0.95)  # fits and stores
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                """
+                import sys
+                from pathlib import Path
+                from assistant.corpus import load_corpus
+                from assistant.decisions.support import ensure_support
+
+                def no_embedding(texts):
+                    raise AssertionError("a stored model is loaded, not fitted")
+
+                model = ensure_support(Path(sys.argv[1]), load_corpus(Path(sys.argv[2])), no_embedding, 0.95)
+                print(type(model.classifier).__name__, "sklearn" in sys.modules, "joblib" in sys.modules)
+                """
+            ),
+            str(tmp_path),
+            str(corpus.directory),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split() == ["Logistic", "False", "False"]

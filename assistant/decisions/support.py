@@ -16,26 +16,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import joblib
 import numpy as np
-import sklearn
-from sklearn.feature_extraction.text import CountVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import GroupKFold
 
 from assistant.corpus import Corpus
 from assistant.errors import AssistantError
 from assistant.verify import SupportModel, drops_hedge, novel_word_vectorizer, novel_words, support_matrix
 
-SUPPORT_VERSION = 2
-SUPPORT_FILE = "support.joblib"
+if TYPE_CHECKING:  # scikit-learn fits the model; the stored one is frozen and loads without it
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+SUPPORT_VERSION = 3
+"""3: stored frozen, as a plain pickle (2 was scikit-learn's objects in joblib's file)."""
+SUPPORT_FILE = "support.pkl"
 SUPPORT_C = 1.0
 """Inverse regularisation of the support model: scikit-learn's default. Of 0.1, 0.3 and 1, it gave the highest
 out-of-fold AUC on the labelled pairs (0.83 against 0.76 and 0.80, folds by author)."""
@@ -105,6 +106,8 @@ def _precision_recall(kept: np.ndarray, truth: np.ndarray) -> tuple[float, float
 
 
 def _fit(pairs: list[SupportPair], similarity: np.ndarray, c: float) -> tuple[CountVectorizer, LogisticRegression]:
+    from sklearn.linear_model import LogisticRegression
+
     sentences, quotes = [p.sentence for p in pairs], [[p.quote] for p in pairs]
     vectorizer = novel_word_vectorizer().fit([novel_words(t, q) for t, q in zip(sentences, quotes, strict=True)])
     features = support_matrix(sentences, quotes, similarity, vectorizer)
@@ -114,6 +117,9 @@ def _fit(pairs: list[SupportPair], similarity: np.ndarray, c: float) -> tuple[Co
 
 def fit_support(pairs: list[SupportPair], embed: Embed, precision: float, folds: int = 5) -> SupportModel:
     """Fit the support model and its threshold by cross-validation over authors; report P/R at that threshold."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GroupKFold
+
     truth = np.array([p.supported for p in pairs])
     authors = np.array([p.author for p in pairs])
     similarity = similarities(pairs, embed)
@@ -166,7 +172,6 @@ def support_key(pairs: list[SupportPair], precision: float) -> str:
         "hedges": hashlib.sha256(hedges).hexdigest(),
         "version": SUPPORT_VERSION,
         "precision": precision,
-        "sklearn": sklearn.__version__,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -176,12 +181,14 @@ def ensure_support(folder: Path, corpus: Corpus, embed: Embed, precision: float)
     pairs = load_pairs(corpus)
     path = folder / support_key(pairs, precision) / SUPPORT_FILE
     if path.exists():
-        stored: SupportModel = joblib.load(path)
+        with path.open("rb") as handle:
+            stored: SupportModel = pickle.load(handle)  # written by this package, beside the index it built
         return stored
     model = fit_support(pairs, embed, precision)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{uuid.uuid4().hex}.tmp")
-    joblib.dump(model, temporary)
+    with temporary.open("wb") as handle:
+        pickle.dump(model, handle, protocol=5)
     (path.parent / "report.json").write_text(json.dumps(model.report, indent=2), "utf-8")
     os.replace(temporary, path)
     return model
