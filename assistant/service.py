@@ -254,6 +254,9 @@ class AssistantService:
                     self._load_error = error
                 return False
             except Exception:  # a failed reload must leave the service answering as it was
+                if self._closing:  # the server stopped while this was loading (say, its port was taken)
+                    log.info("Loading (%s) stopped: the server is stopping", reason)
+                    return False
                 log.exception("Reload (%s) failed; %s", reason, _keeping(old))
                 self.reload_error = IndexNotReadyError(LOAD_FAILED)
                 if old is None:

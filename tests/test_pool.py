@@ -4,9 +4,12 @@ starts that process before the server is built."""
 from __future__ import annotations
 
 import signal
+import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -127,3 +130,41 @@ def test_assistant_serve_with_two_workers_answers_with_two_processes(
         assert len(answer_processes(server.process.pid)) == 2  # the early one was taken over, not doubled
     finally:
         server.stop(signal.SIGTERM)
+
+
+def test_a_server_whose_port_is_taken_stops_cleanly_with_its_answer_processes(
+    settings: Settings, assistant: Assistant, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    tmp = tmp_path_factory.mktemp("port-taken")
+    marker = f"pool-test-{time.monotonic_ns()}"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**server_env(settings.index_dir, tmp / "data", port), "POOL_TEST_MARKER": marker}
+        stopped = subprocess.run(
+            [sys.executable, "-m", "assistant.cli", "serve", "--workers", "2", "--port", str(port)],
+            env=env,
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    output = stopped.stdout + stopped.stderr
+    assert stopped.returncode != 0 and "address already in use" in output
+    assert "Traceback" not in output, output
+    deadline = time.monotonic() + 30
+    while left := processes_with(marker):  # an answer process still opening ends once it has
+        assert time.monotonic() < deadline, f"answer processes left behind: {left}"
+        time.sleep(0.2)
+
+
+def processes_with(marker: str) -> list[int]:
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker.encode() in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
