@@ -17,7 +17,7 @@ only a fit has such an object to give it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,6 +147,28 @@ class Trees:
         return np.stack([1 - positive, positive], axis=1)
 
 
+def count_rows(documents: Iterable[Iterable[str]], vocabulary: dict[str, int], dtype: Any) -> sparse.csr_matrix:
+    """How often each known token occurs in each document, columns sorted within each row (as scikit-learn counts)."""
+    indices: list[int] = []
+    values: list[int] = []
+    indptr = [0]
+    for tokens in documents:
+        found: dict[int, int] = {}
+        for token in tokens:
+            column = vocabulary.get(token)
+            if column is not None:
+                found[column] = found.get(column, 0) + 1
+        indices.extend(found)
+        values.extend(found.values())
+        indptr.append(len(indices))
+    rows = sparse.csr_matrix(
+        (np.asarray(values, dtype=dtype), np.asarray(indices, dtype=np.int32), np.asarray(indptr, np.int32)),
+        shape=(len(indptr) - 1, len(vocabulary)),
+    )
+    rows.sort_indices()
+    return rows
+
+
 WHITE_SPACES = re.compile(r"\s\s+")
 """scikit-learn's own pattern for runs of white space, which character n-grams see as one space."""
 
@@ -208,25 +230,7 @@ class Tfidf:
 
     def counts(self, texts: Sequence[str]) -> sparse.csr_matrix:
         """Occurrences of each known n-gram per text, columns sorted within each row."""
-        vocabulary = self.vocabulary_
-        indices: list[int] = []
-        values: list[int] = []
-        indptr = [0]
-        for text in texts:
-            found: dict[int, int] = {}
-            for gram in self.analyze(text):
-                column = vocabulary.get(gram)
-                if column is not None:
-                    found[column] = found.get(column, 0) + 1
-            indices.extend(found)
-            values.extend(found.values())
-            indptr.append(len(indices))
-        rows = sparse.csr_matrix(
-            (np.asarray(values, dtype=np.float64), np.asarray(indices, dtype=np.int32), np.asarray(indptr, np.int32)),
-            shape=(len(texts), len(vocabulary)),
-        )
-        rows.sort_indices()
-        return rows
+        return count_rows((self.analyze(text) for text in texts), self.vocabulary_, np.float64)
 
     def transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
         """The weighted rows, in the vectoriser's own order of steps: counts, log, idf, unit length."""
@@ -258,24 +262,7 @@ class TokenCounts:
 
     def transform(self, documents: Sequence[Any]) -> sparse.csr_matrix:
         """Rows of token counts (or presences), one per document."""
-        vocabulary = self.vocabulary_
-        indices: list[int] = []
-        values: list[int] = []
-        indptr = [0]
-        for document in documents:
-            found: dict[int, int] = {}
-            for token in self.analyzer(document):
-                column = vocabulary.get(token)
-                if column is not None:
-                    found[column] = found.get(column, 0) + 1
-            indices.extend(found)
-            values.extend(found.values())
-            indptr.append(len(indices))
-        rows = sparse.csr_matrix(
-            (np.asarray(values, dtype=self.dtype), np.asarray(indices, dtype=np.int32), np.asarray(indptr, np.int32)),
-            shape=(len(documents), len(vocabulary)),
-        )
-        rows.sort_indices()
+        rows = count_rows((self.analyzer(document) for document in documents), self.vocabulary_, self.dtype)
         if self.binary:
             rows.data.fill(1)
         return rows
