@@ -8,6 +8,7 @@ sentence boundary. Its ``page_content`` is an exact slice of its corpus file
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -90,7 +91,7 @@ class Span:
         return self.start if self.quote_start < 0 else self.quote_start
 
 
-_WORD_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.")
+_WORD_CHARACTERS = frozenset(string.ascii_letters + ".")
 
 
 def word_before(text: str, dot: int) -> str:

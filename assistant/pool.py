@@ -95,14 +95,14 @@ def discard_early() -> None:
 
 
 def _take_early(settings: Settings) -> tuple[ProcessPoolExecutor, Future[dict[str, Any]]] | None:
+    """The process :func:`start_early` started for these settings; one started for others is stopped."""
     global _early
-    early, _early = _early, None
-    if early is None:
+    if _early is None or _early[0] != settings:
+        discard_early()
         return None
-    if early[0] != settings:
-        early[1].shutdown(wait=False, cancel_futures=True)
-        return None
-    return early[1], early[2]
+    _, executor, opening = _early
+    _early = None
+    return executor, opening
 
 
 def _executor(settings: Settings) -> ProcessPoolExecutor:

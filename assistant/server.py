@@ -264,13 +264,11 @@ def create_app(settings: Settings, assistant: Assistant | None = None, *, chat_l
     return app
 
 
-def run_server(
-    settings: Settings, host: str | None = None, port: int | None = None, workers: int | None = None
-) -> None:
+def run_server(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     """Serve chat, widget and API until interrupted (binds 127.0.0.1:7860 unless configured).
 
-    ``workers`` (default from settings) is the number of answer processes (:mod:`assistant.pool`); the server
-    itself is always one process, because Gradio keeps each chat session in that process's memory.
+    ``settings.workers`` is the number of answer processes (:mod:`assistant.pool`); the server itself is always
+    one process, because Gradio keeps each chat session in that process's memory.
     """
     import uvicorn
 
@@ -279,8 +277,6 @@ def run_server(
         log.info("malloc arenas capped at %d", settings.malloc_arenas)
     bind_host = host or settings.host
     bind_port = port or settings.port
-    if workers is not None:
-        settings = settings.model_copy(update={"workers": workers})
     app = create_app(settings, chat_later=True)
     shown = f"[{bind_host}]" if ":" in bind_host else bind_host
     log.info("Chat at http://%s:%d/ , API docs at /docs , widget script at /widget.js", shown, bind_port)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -187,7 +187,7 @@ class SupportModel:
     vectorizer: TokenCounts
     classifier: Logistic
     threshold: float
-    report: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any]
 
     def __init__(
         self,
