@@ -212,7 +212,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default from settings: 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from settings: 7860).")] = None,
     workers: Annotated[
-        int | None, typer.Option(min=1, max=32, help="Answer processes (default from settings: 1).")
+        int | None,
+        typer.Option(min=0, max=32, help="Answer processes; 0 answers in the server's own process (default: 1)."),
     ] = None,
 ) -> None:
     """Serve the chat UI, the help widget and the HTTP API on one server."""
@@ -221,7 +222,7 @@ def serve(
     settings = _settings()
     if workers is not None:
         settings = settings.model_copy(update={"workers": workers})
-    early = settings.workers > 1
+    early = settings.workers > 0
     if early:
         from assistant import pool
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -45,10 +46,37 @@ class AnswerProcessLostError(AssistantError):
     status_code = 503
 
 
-def _start(settings: Settings) -> None:
-    """In an answer process: open the index and fit or load the decisions."""
+def _end_with(server: int) -> None:
+    """In an answer process: exit as soon as the server process ``server`` has ended, however it ended.
+
+    A server killed outright (SIGKILL, the OOM killer) cannot stop its answer processes, and they would hold
+    their memory until someone found them: each waits on a process descriptor of the server (Linux's
+    ``pidfd_open``) in a daemon thread. Where there is none, nothing watches.
+    """
+    import select
+
+    try:
+        descriptor = os.pidfd_open(server)
+    except ProcessLookupError:
+        os._exit(0)  # already gone
+    except (AttributeError, OSError):  # not Linux 5.3 or later
+        return
+    if os.getppid() != server:  # it ended, and its number was reused, before the descriptor was opened
+        os._exit(0)
+
+    def wait() -> None:
+        select.select([descriptor], [], [])
+        os._exit(0)
+
+    threading.Thread(target=wait, name="server-watch", daemon=True).start()
+
+
+def _start(settings: Settings, server: int) -> None:
+    """In an answer process: end with the server process, open the index, and fit or load the decisions."""
     global _assistant
     from assistant.allocator import HeapTrimmer, startup_heap
+
+    _end_with(server)
 
     with startup_heap():
         from assistant.assistant import Assistant
@@ -108,7 +136,10 @@ def _take_early(settings: Settings) -> tuple[ProcessPoolExecutor, Future[dict[st
 def _executor(settings: Settings) -> ProcessPoolExecutor:
     """One answer process (spawned, not forked: the parent runs threads) that opens the build as it starts."""
     return ProcessPoolExecutor(
-        max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start, initargs=(settings,)
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start,
+        initargs=(settings, os.getpid()),
     )
 
 

@@ -205,7 +205,7 @@ class AssistantService:
 
     def make_answerer(self) -> Answerer:
         """A new answerer on the live build: an assistant here, or a pool of answer processes."""
-        if self.settings.workers > 1:
+        if self.settings.workers > 0:
             from assistant.pool import AnswerPool
 
             return AnswerPool(self.settings, self.settings.workers)
@@ -267,9 +267,9 @@ class AssistantService:
             self._serving = serving
             self._damaged = False
             self._load_error = self.reload_error = None
-            log.info(
-                "Answering from build %s (%s; %d answer process(es))", serving.build_id, reason, self.settings.workers
-            )
+            workers = self.settings.workers
+            where = f"{workers} answer process(es)" if workers else "answers computed in the server's process"
+            log.info("Answering from build %s (%s; %s)", serving.build_id, reason, where)
         if old is not None:
             retiring, old = [old], None  # the thread alone holds it, so that it can let it go
             threading.Thread(target=_retire, args=(retiring, SLOT_WAIT_SECONDS * 2), daemon=True).start()

@@ -168,3 +168,67 @@ def processes_with(marker: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def test_assistant_serve_answers_in_one_process_of_its_own_that_ends_with_the_server(
+    settings: Settings, assistant: Assistant, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The default (one worker): the answer process starts before the server is built, and a server killed
+    outright (no chance to stop it) does not leave it behind."""
+    tmp = tmp_path_factory.mktemp("serve-default")
+    port = free_port()
+    server = ServerProcess(
+        port=port,
+        env=server_env(settings.index_dir, tmp / "data", port),
+        log_path=tmp / "server.log",
+        command=[sys.executable, "-m", "assistant.cli", "serve", "--port", str(port)],
+    ).start()
+    try:
+        server.wait_ready()
+        response = httpx.post(f"{server.url}/api/ask", json={"question": QUESTION, "history": []}, timeout=120)
+        assert response.status_code == 200, response.text
+        assert response.json()["disclaimer"] == assistant.corpus.disclaimer
+        log = server.log_path.read_text(encoding="utf-8", errors="replace")
+        assert "Answer process 1 was started before the server" in log
+        assert "1 answer process(es)" in log and "Traceback" not in log
+        assert server.process is not None
+        answering = answer_processes(server.process.pid)
+        assert len(answering) == 1
+        server.process.kill()  # the server alone, SIGKILL: nothing of it runs to stop the answer process
+        server.process.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while alive := [pid for pid in answering if Path(f"/proc/{pid}").exists() and not zombie(pid)]:
+            assert time.monotonic() < deadline, f"answer process left behind the killed server: {alive}"
+            time.sleep(0.2)
+    finally:
+        server.stop(signal.SIGKILL)
+
+
+def test_assistant_serve_with_no_workers_answers_in_its_own_process(
+    settings: Settings, assistant: Assistant, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    tmp = tmp_path_factory.mktemp("serve-inline")
+    port = free_port()
+    server = ServerProcess(
+        port=port,
+        env=server_env(settings.index_dir, tmp / "data", port),
+        log_path=tmp / "server.log",
+        command=[sys.executable, "-m", "assistant.cli", "serve", "--workers", "0", "--port", str(port)],
+    ).start()
+    try:
+        server.wait_ready()
+        response = httpx.post(f"{server.url}/api/ask", json={"question": QUESTION, "history": []}, timeout=120)
+        assert response.status_code == 200, response.text
+        assert response.json()["answer"] == assistant.ask(QUESTION).answer
+        log = server.log_path.read_text(encoding="utf-8", errors="replace")
+        assert "answers computed in the server's process" in log and "Answer process" not in log
+        assert server.process is not None and answer_processes(server.process.pid) == []
+    finally:
+        server.stop(signal.SIGTERM)
+
+
+def zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
