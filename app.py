@@ -5,12 +5,12 @@ from __future__ import annotations
 import sys
 
 from assistant.errors import AssistantError
-from assistant.server import run_server
+from assistant.launch import serve
 from assistant.settings import load_settings
 
 if __name__ == "__main__":
     try:
-        run_server(load_settings())
+        serve(load_settings())
     except (AssistantError, ValueError) as error:
         sys.stderr.write(f"Error: {error}\n")
         sys.exit(2)

@@ -217,27 +217,15 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the chat UI, the help widget and the HTTP API on one server."""
-    from assistant.allocator import limit_arenas, startup_heap
+    from assistant.launch import serve as serve_forever
 
     settings = _settings()
     if workers is not None:
         settings = settings.model_copy(update={"workers": workers})
-    early = settings.workers > 0
-    if early:
-        from assistant import pool
-
-        limit_arenas(settings.malloc_arenas)  # before the pool's first thread, as the server would
-        pool.start_early(settings)  # the first answer process opens the build while the server is made
     try:
-        with startup_heap(freeze=False):  # the web stack's modules; the answerer's start freezes them with its own
-            from assistant.server import run_server
-
-        run_server(settings, host=host, port=port)
+        serve_forever(settings, host=host, port=port)
     except AssistantError as error:
         raise _fail(error) from None
-    finally:
-        if early:
-            pool.discard_early()
 
 
 @app.command()

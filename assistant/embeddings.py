@@ -62,7 +62,8 @@ def model_fingerprint(model_dir: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def _max_seq_length(model_dir: Path) -> int:
+def max_seq_length(model_dir: Path) -> int:
+    """How many tokens the model reads of one text (its [CLS] and [SEP] included); the rest is cut off."""
     config = model_dir / "sentence_bert_config.json"
     if config.is_file():
         return int(json.loads(config.read_text(encoding="utf-8")).get("max_seq_length", 256))
@@ -199,7 +200,7 @@ class OnnxEmbeddings(Embeddings):
 
         self.batch_size = batch_size
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        self.tokenizer.enable_truncation(max_length=_max_seq_length(model_dir))
+        self.tokenizer.enable_truncation(max_length=max_seq_length(model_dir))
         self.tokenizer.enable_padding()
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads

@@ -104,9 +104,10 @@ _early: tuple[Settings, ProcessPoolExecutor, Future[dict[str, Any]]] | None = No
 def start_early(settings: Settings) -> None:
     """Start the first answer process of the pool ``settings`` ask for, now.
 
-    ``assistant serve`` calls this before it imports the web stack and builds the app (about a second of one
-    core), so the first process imports the engine and opens the build on the other core meanwhile. The pool
-    takes it over when the server makes it with the same settings (:func:`discard_early` stops it otherwise).
+    :func:`assistant.launch.serve` (``assistant serve``, ``python app.py``) calls this before it imports the web
+    stack and builds the app (about a second of one core), so the first process imports the engine and opens the
+    build on the other core meanwhile. The pool takes it over when the server makes it with the same settings
+    (:func:`discard_early` stops it otherwise).
     """
     global _early
     discard_early()

@@ -6,7 +6,9 @@ Prints, each as the median of several runs, side by side for ``onnx`` and ``torc
 - peak memory (VmHWM) of those cold-start processes;
 - ``assistant index`` on the full corpus: a first build (nothing cached: every text of the corpus and of the
   question bank embedded, the decisions fitted with cross-validation) and a rebuild (``--force``) with the
-  vector cache that first build left.
+  vector cache that first build left;
+- the least any first build must spend embedding: every token of the corpus's files embedded once, in windows as
+  long as the model reads and none overlapping (no bank, no fit, no index), in a fresh process.
 
 Usage: .venv/bin/python scripts/bench_assistant.py [--runs 3] [--build-runs 2] [--dataset evals/questions.jsonl]
 """
@@ -77,6 +79,33 @@ for run in range(int(runs)):
 print(json.dumps(result))
 """
 
+CORPUS_ONCE = """
+import sys, time
+from pathlib import Path
+from tokenizers import Tokenizer
+from assistant import load_settings
+from assistant.embeddings import make_embeddings, max_seq_length
+settings = load_settings(index_dir=Path(sys.argv[1]))
+model_dir = Path(settings.embedding_model)
+tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+tokenizer.no_truncation()
+tokenizer.no_padding()
+embeddings = make_embeddings(settings)
+length = max_seq_length(model_dir) - 2  # the model's window less [CLS] and [SEP]
+windows = []
+for path in sorted(Path(settings.corpus_dir).iterdir()):
+    text = path.read_text(encoding="utf-8")
+    offsets = tokenizer.encode(text, add_special_tokens=False).offsets
+    for start in range(0, len(offsets), length):
+        end = min(start + length, len(offsets)) - 1
+        windows.append(text[offsets[start][0] : offsets[end][1]])
+tokens = sum(len(tokenizer.encode(window).ids) for window in windows)
+embeddings.embed_documents(windows[:2])  # warm up
+started = time.perf_counter()
+embeddings.embed_documents(windows)
+print(tokens, time.perf_counter() - started)
+"""
+
 ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
 
 
@@ -123,6 +152,19 @@ def warm(backend: str, index_dir: Path, dataset: Path, runs: int) -> list[list[f
     return result
 
 
+def corpus_once(backend: str, index_dir: Path) -> tuple[int, float]:
+    """Tokens in the corpus's files and seconds to embed each of them once, in a fresh process."""
+    done = subprocess.run(
+        [sys.executable, "-c", CORPUS_ONCE, str(index_dir)],
+        capture_output=True,
+        text=True,
+        env=env_for(backend, index_dir),
+        check=True,
+    )
+    tokens, seconds = done.stdout.strip().splitlines()[-1].split()
+    return int(tokens), float(seconds)
+
+
 def build(backend: str, index_dir: Path, force: bool) -> float:
     """Seconds for ``assistant index`` (``--force`` to rebuild) in a fresh process."""
     command = [sys.executable, "-m", "assistant.cli", "index", *(["--force"] if force else [])]
@@ -158,6 +200,11 @@ def main() -> None:
     for backend in BACKENDS:
         console.print(f"[bold]warm latency[/] {backend}")
         warm_times[backend] = warm(backend, indexes[backend], args.dataset, args.runs)
+    once: dict[str, list[tuple[int, float]]] = {b: [] for b in BACKENDS}
+    for run in range(0 if args.index_dir else args.build_runs):
+        for backend in BACKENDS:
+            console.print(f"[bold]every corpus token embedded once[/] {backend}, run {run + 1}/{args.build_runs}")
+            once[backend].append(corpus_once(backend, indexes[backend]))
     colds: dict[str, list[tuple[float, float, bool]]] = {b: [] for b in BACKENDS}
     for run in range(args.runs):
         for backend in BACKENDS:
@@ -188,6 +235,11 @@ def main() -> None:
     if not args.index_dir:
         row("assistant index, first build", {b: f"{med(first[b]):.1f} s" for b in BACKENDS})
         row("assistant index --force, vector cache warm", {b: f"{med(again[b]):.1f} s" for b in BACKENDS})
+        tokens = once[BACKENDS[0]][0][0]
+        row(
+            f"least a first build embeds: the corpus's {tokens:,} tokens once",
+            {b: f"{med([o[1] for o in once[b]]):.1f} s" for b in BACKENDS},
+        )
     console.print(table)
     console.print(f"questions: {len(rows)}; cores: {os.cpu_count()}; scratch folder: {work}")
 

@@ -1,8 +1,8 @@
 """Benchmark the one server on loopback: /api/ask, the Gradio chat endpoint, and a trivial echo route.
 
 Starts the real server (real assistant and index) in a child process, once with
-each number of answer processes asked for (``ASSISTANT_WORKERS``, default 1
-and 2), with one extra route,
+each number of answer processes asked for (``ASSISTANT_WORKERS``, default 0,
+that is answers computed in the server's own process, then 1 and 2), with one extra route,
 ``POST /api/echo``, that returns its JSON body: the same app, the same
 middleware, no work. Then, for 1, 8 and 32 concurrent clients, each
 client sends a fixed number of requests (bounded loops); every measurement is
@@ -16,7 +16,7 @@ index): seconds from launching the process to its first answer from ``POST /api/
 ``/api/health`` (the chat page is built just after the answerer loads), both polled from the launch, the median
 of ``--runs`` starts per number of answer processes (``--cold-runs 0`` skips it).
 
-    .venv/bin/python scripts/bench_server.py                # defaults: 3 runs, 4 requests per client, 1 and 2 workers
+    .venv/bin/python scripts/bench_server.py        # defaults: 3 runs, 4 requests per client, 0, 1 and 2 workers
     .venv/bin/python scripts/bench_server.py --runs 5 --clients 1,8,32 --requests-per-client 6 --workers 1,2
     .venv/bin/python scripts/bench_server.py --stream-delay 0   # the chat without its typing pace
 """
@@ -311,6 +311,11 @@ def running_server(
             process.wait(timeout=60)
 
 
+def serving_label(workers: int) -> str:
+    """How a row names where the answers were computed."""
+    return "in the server" if workers == 0 else f"{workers} worker{'s' if workers > 1 else ''}"
+
+
 def measure(args: argparse.Namespace, workers: int) -> tuple[list[Row], str]:
     """Start a server with ``workers`` processes, run every endpoint at every level, stop it."""
     with running_server(
@@ -331,7 +336,7 @@ def measure(args: argparse.Namespace, workers: int) -> tuple[list[Row], str]:
             "chat (Gradio queue)": gradio_call(chat_fn_index(base)),
         }
         for call in endpoints.values():  # warm caches: every question once through every path
-            for _ in range(workers):
+            for _ in range(max(workers, 1)):
                 asyncio.run(run_once(base, call, len(QUESTIONS), 1))
         levels = [int(level) for level in args.clients.split(",")]
         rows: list[Row] = []
@@ -340,7 +345,7 @@ def measure(args: argparse.Namespace, workers: int) -> tuple[list[Row], str]:
                 runs = [asyncio.run(run_once(base, call, clients, args.requests_per_client)) for _ in range(args.runs)]
                 rows.append(
                     (
-                        f"{name}, {workers} worker{'s' if workers > 1 else ''}",
+                        f"{name}, {serving_label(workers)}",
                         clients,
                         clients * args.requests_per_client,
                         statistics.median(r.p50 for r in runs),
@@ -404,7 +409,11 @@ def main() -> None:
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--runs", type=int, default=3, help="repetitions of each measurement (median reported)")
     parser.add_argument("--clients", default="1,8,32", help="comma-separated concurrency levels")
-    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts, each its own server")
+    parser.add_argument(
+        "--workers",
+        default="0,1,2",
+        help="comma-separated answer process counts, each its own server (0: answers in the server's process)",
+    )
     parser.add_argument("--requests-per-client", type=int, default=4, help="requests each client sends per run")
     parser.add_argument("--index-dir", type=Path, default=None, help="index folder (default: from settings)")
     parser.add_argument("--stream-delay", type=float, default=0.03, help="chat streaming pause (the default setting)")

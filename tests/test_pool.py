@@ -170,18 +170,15 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
-def test_assistant_serve_answers_in_one_process_of_its_own_that_ends_with_the_server(
+def test_the_server_answers_in_one_process_of_its_own_that_ends_with_it(
     settings: Settings, assistant: Assistant, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """The default (one worker): the answer process starts before the server is built, and a server killed
-    outright (no chance to stop it) does not leave it behind."""
+    """The default (one worker), started as ``python app.py``: the answer process starts before the server is
+    built, and a server killed outright (no chance to stop it) does not leave it behind."""
     tmp = tmp_path_factory.mktemp("serve-default")
     port = free_port()
     server = ServerProcess(
-        port=port,
-        env=server_env(settings.index_dir, tmp / "data", port),
-        log_path=tmp / "server.log",
-        command=[sys.executable, "-m", "assistant.cli", "serve", "--port", str(port)],
+        port=port, env=server_env(settings.index_dir, tmp / "data", port), log_path=tmp / "server.log"
     ).start()
     try:
         server.wait_ready()
