@@ -39,6 +39,14 @@ log = logging.getLogger("assistant.pool")
 _assistant: Assistant | None = None
 """The answer process's own assistant (set by :func:`_start`)."""
 
+_failure: AssistantError | None = None
+"""Why the answer process could not open the build (set by :func:`_start`), raised to every call it gets.
+
+An initializer's own exception would only break the pool, and the server would learn that a process stopped but
+not why; raised from a call, the error reaches the server whole (the index server cannot be reached, the build is
+damaged, ...), as it would with the assistant in the server's own process.
+"""
+
 
 class AnswerProcessLostError(AssistantError):
     """The process computing an answer stopped before it finished; it is being started again."""
@@ -73,28 +81,36 @@ def _end_with(server: int) -> None:
 
 def _start(settings: Settings, server: int) -> None:
     """In an answer process: end with the server process, open the index, and fit or load the decisions."""
-    global _assistant
+    global _assistant, _failure
     from assistant.allocator import HeapTrimmer, startup_heap
 
     _end_with(server)
+    try:
+        with startup_heap():
+            from assistant.assistant import Assistant
 
-    with startup_heap():
-        from assistant.assistant import Assistant
-
-        _assistant = Assistant(settings)
+            _assistant = Assistant(settings)
+    except AssistantError as error:
+        _failure = error
+        return
     HeapTrimmer(settings.malloc_trim_seconds).start()  # a daemon thread: it ends with the process
 
 
-def _index_info() -> dict[str, Any]:
-    if _assistant is None:  # pragma: no cover - the initializer failed, and the pool reports that instead
+def _opened() -> Assistant:
+    """The process's assistant, or the error that kept it from opening the build."""
+    if _failure is not None:
+        raise _failure
+    if _assistant is None:  # pragma: no cover - the initializer raised something else, which broke the pool
         raise IndexNotReadyError("The answer process has no assistant.")
-    return dict(_assistant.index_info)
+    return _assistant
+
+
+def _index_info() -> dict[str, Any]:
+    return dict(_opened().index_info)
 
 
 def _ask(question: str, history: list[dict[str, Any]]) -> Answer:
-    if _assistant is None:  # pragma: no cover - as above
-        raise IndexNotReadyError("The answer process has no assistant.")
-    return _assistant.ask(question, history)
+    return _opened().ask(question, history)
 
 
 _early: tuple[Settings, ProcessPoolExecutor, Future[dict[str, Any]]] | None = None
@@ -194,12 +210,15 @@ class AnswerPool:
         """Start process ``number`` opening the build; it takes new conversations once it has."""
 
         def opened(future: Future[dict[str, Any]]) -> None:
-            failed = future.cancelled() or future.exception() is not None
+            error = None if future.cancelled() else future.exception()
+            failed = future.cancelled() or error is not None
             with self._lock:
                 if self._closing or self._executors[number] is not executor:
                     return  # closed or replaced meanwhile
                 self._open[number] = not failed
-            if failed:
+            if isinstance(error, AssistantError):
+                log.error("Answer process %d could not open the build (%s); the others answer", number + 1, error)
+            elif failed:
                 log.error("Answer process %d stopped before it had opened the build; the others answer", number + 1)
             else:
                 log.info("Answer process %d is answering", number + 1)

@@ -18,6 +18,7 @@ from test_workers import answer_processes
 
 from assistant import pool as pool_module
 from assistant.assistant import Assistant
+from assistant.index_server import IndexServerUnavailableError
 from assistant.pool import AnswerPool
 from assistant.settings import Settings
 
@@ -99,6 +100,15 @@ def test_a_process_started_early_for_other_settings_is_stopped(settings: Setting
         answerer.close()
     pool_module.discard_early()  # nothing left to stop: a second discard is harmless
     assert pool_module._early is None
+
+
+def test_a_process_that_cannot_open_the_build_says_why(settings: Settings, tmp_path: Path) -> None:
+    """The answer process's own error reaches the server whole, not only that a process stopped."""
+    unreachable = settings.model_copy(
+        update={"chroma_url": "http://127.0.0.1:9", "index_dir": tmp_path / "index", "data_dir": tmp_path / "data"}
+    )
+    with pytest.raises(IndexServerUnavailableError, match="cannot be reached"):
+        AnswerPool(unreachable, 1)
 
 
 def test_assistant_serve_with_two_workers_answers_with_two_processes(
