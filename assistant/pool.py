@@ -99,7 +99,7 @@ def _start(settings: Settings, server: int) -> None:
 def _opened() -> Assistant:
     """The process's assistant, or the error that kept it from opening the build."""
     if _failure is not None:
-        raise _failure
+        raise _failure.with_traceback(None)  # the same error each call, without the tracebacks of the last
     if _assistant is None:  # pragma: no cover - the initializer raised something else, which broke the pool
         raise IndexNotReadyError("The answer process has no assistant.")
     return _assistant

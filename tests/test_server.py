@@ -368,7 +368,7 @@ def test_loader_failure_is_reported_not_hung(settings_: Settings, monkeypatch: p
         raise IndexNotReadyError("The index could not be built: disk full.")
 
     monkeypatch.setattr(engine, "Assistant", broken)
-    app = create_app(settings_)
+    app = create_app(settings_.model_copy(update={"workers": 0}))  # the answerer in this process, as patched
     try:
         app.state.service.start_loading()
         assert app.state.service.wait_until_ready(timeout=30) is False
