@@ -3,6 +3,8 @@ starts that process before the server is built."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -112,22 +114,9 @@ def test_a_process_that_cannot_open_the_build_says_why(settings: Settings, tmp_p
 
 
 def test_assistant_serve_with_two_workers_answers_with_two_processes(
-    settings: Settings, assistant: Assistant, tmp_path_factory: pytest.TempPathFactory
+    settings: Settings, assistant: Assistant, tmp_path: Path
 ) -> None:
-    tmp = tmp_path_factory.mktemp("serve-workers")
-    port = free_port()
-    command = [sys.executable, "-m", "assistant.cli", "serve", "--workers", "2", "--port", str(port)]
-    server = ServerProcess(
-        port=port,
-        env=server_env(settings.index_dir, tmp / "data", port),
-        log_path=tmp / "server.log",
-        command=command,
-    ).start()
-    try:
-        server.wait_ready()
-        response = httpx.post(f"{server.url}/api/ask", json={"question": QUESTION, "history": []}, timeout=120)
-        assert response.status_code == 200, response.text
-        assert response.json()["disclaimer"] == assistant.corpus.disclaimer
+    with answering_server(settings, assistant.corpus.disclaimer, tmp_path, "--workers", "2") as (server, _):
         assert server.process is not None
         deadline = time.monotonic() + 120
         log = ""
@@ -138,8 +127,6 @@ def test_assistant_serve_with_two_workers_answers_with_two_processes(
         assert "Answer process 1 was started before the server" in log
         assert "Traceback" not in log and "ERROR" not in log
         assert len(answer_processes(server.process.pid)) == 2  # the early one was taken over, not doubled
-    finally:
-        server.stop(signal.SIGTERM)
 
 
 def test_a_server_whose_port_is_taken_stops_cleanly_with_its_answer_processes(
@@ -180,21 +167,37 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
-def test_the_server_answers_in_one_process_of_its_own_that_ends_with_it(
-    settings: Settings, assistant: Assistant, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    """The default (one worker), started as ``python app.py``: the answer process starts before the server is
-    built, and a server killed outright (no chance to stop it) does not leave it behind."""
-    tmp = tmp_path_factory.mktemp("serve-default")
+@contextlib.contextmanager
+def answering_server(
+    settings: Settings, disclaimer: str, tmp: Path, *options: str
+) -> Iterator[tuple[ServerProcess, str]]:
+    """A server started with ``assistant serve`` and ``options`` (``python app.py`` without), once it has answered
+    :data:`QUESTION` with ``disclaimer``; yields it and that answer's text, and stops it (with whatever is left of
+    its process group) after."""
     port = free_port()
-    server = ServerProcess(
-        port=port, env=server_env(settings.index_dir, tmp / "data", port), log_path=tmp / "server.log"
-    ).start()
+    env = server_env(settings.index_dir, tmp / "data", port)
+    serve = [sys.executable, "-m", "assistant.cli", "serve", *options, "--port", str(port)]
+    started = ServerProcess(port=port, env=env, log_path=tmp / "server.log", **({"command": serve} if options else {}))
+    server = started.start()
     try:
         server.wait_ready()
         response = httpx.post(f"{server.url}/api/ask", json={"question": QUESTION, "history": []}, timeout=120)
         assert response.status_code == 200, response.text
-        assert response.json()["disclaimer"] == assistant.corpus.disclaimer
+        assert response.json()["disclaimer"] == disclaimer
+        yield server, response.json()["answer"]
+    finally:
+        server.stop(signal.SIGTERM)
+        if server.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.process.pid, signal.SIGKILL)  # an answer process the server left behind
+
+
+def test_the_server_answers_in_one_process_of_its_own_that_ends_with_it(
+    settings: Settings, assistant: Assistant, tmp_path: Path
+) -> None:
+    """The default (one worker), started as ``python app.py``: the answer process starts before the server is
+    built, and a server killed outright (no chance to stop it) does not leave it behind."""
+    with answering_server(settings, assistant.corpus.disclaimer, tmp_path) as (server, _):
         log = server.log_path.read_text(encoding="utf-8", errors="replace")
         assert "Answer process 1 was started before the server" in log
         assert "1 answer process(es)" in log and "Traceback" not in log
@@ -207,31 +210,16 @@ def test_the_server_answers_in_one_process_of_its_own_that_ends_with_it(
         while alive := [pid for pid in answering if Path(f"/proc/{pid}").exists() and not zombie(pid)]:
             assert time.monotonic() < deadline, f"answer process left behind the killed server: {alive}"
             time.sleep(0.2)
-    finally:
-        server.stop(signal.SIGKILL)
 
 
 def test_assistant_serve_with_no_workers_answers_in_its_own_process(
-    settings: Settings, assistant: Assistant, tmp_path_factory: pytest.TempPathFactory
+    settings: Settings, assistant: Assistant, tmp_path: Path
 ) -> None:
-    tmp = tmp_path_factory.mktemp("serve-inline")
-    port = free_port()
-    server = ServerProcess(
-        port=port,
-        env=server_env(settings.index_dir, tmp / "data", port),
-        log_path=tmp / "server.log",
-        command=[sys.executable, "-m", "assistant.cli", "serve", "--workers", "0", "--port", str(port)],
-    ).start()
-    try:
-        server.wait_ready()
-        response = httpx.post(f"{server.url}/api/ask", json={"question": QUESTION, "history": []}, timeout=120)
-        assert response.status_code == 200, response.text
-        assert response.json()["answer"] == assistant.ask(QUESTION).answer
+    with answering_server(settings, assistant.corpus.disclaimer, tmp_path, "--workers", "0") as (server, answer):
+        assert answer == assistant.ask(QUESTION).answer
         log = server.log_path.read_text(encoding="utf-8", errors="replace")
         assert "answers computed in the server's process" in log and "Answer process" not in log
         assert server.process is not None and answer_processes(server.process.pid) == []
-    finally:
-        server.stop(signal.SIGTERM)
 
 
 def zombie(pid: int) -> bool:
